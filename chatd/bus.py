@@ -1,0 +1,262 @@
+"""Redis: the Socket.IO message bus between workers, and cluster-wide presence.
+
+The stock AsyncRedisManager resubscribes after 1, 2, 4 ... 60 s and drops a publish after two
+tries without telling anyone (RELIABILITY.md findings 2 and 11). ChatRedisManager resubscribes
+within about a second, publishes through one ordered queue so a sender's messages keep their
+order on every worker, and counts what it drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from socketio import AsyncRedisManager
+
+from chatd.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+PUBLISH_QUEUE_MAX = 10_000
+PUBLISH_BATCH_MAX = 200
+# A publish that cannot reach Redis for this long is dropped; receivers fill the gap from
+# MongoDB by seq, which stays the source of truth.
+PUBLISH_GIVE_UP_SECS = 5.0
+RECONNECT_MIN_SECS = 0.1
+# Capped at 1 s (not 60 s) so the bus is back within about a second of Redis returning.
+RECONNECT_MAX_SECS = 1.0
+REDIS_SOCKET_TIMEOUT_SECS = 2.0
+
+
+def channel_name(prefix: str) -> str:
+    return f"{prefix}:socketio"
+
+
+class ChatRedisManager(AsyncRedisManager):  # type: ignore[misc]
+    def __init__(self, url: str, prefix: str, metrics: Metrics) -> None:
+        super().__init__(
+            url=url,
+            channel=channel_name(prefix),
+            redis_options={"socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECS},
+        )
+        self._metrics = metrics
+        self._url = url
+        self._queue: asyncio.Queue[tuple[float, str]] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._publisher_redis: aioredis.Redis | None = None
+        self.listener_up = False
+
+    async def _publish(self, data: Any) -> None:
+        if self._queue is None:
+            self._queue = asyncio.Queue(PUBLISH_QUEUE_MAX)
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
+        try:
+            self._queue.put_nowait((time.monotonic(), self.json.dumps(data)))
+        except asyncio.QueueFull:
+            self._metrics.bus_dropped.inc()
+            log.warning("bus publish queue full (%d): dropped one publish", PUBLISH_QUEUE_MAX)
+
+    async def _publish_loop(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        backoff = RECONNECT_MIN_SECS
+        batch: list[tuple[float, str]] = []
+        while True:
+            if not batch:
+                batch.append(await queue.get())
+                while len(batch) < PUBLISH_BATCH_MAX and not queue.empty():
+                    batch.append(queue.get_nowait())
+            try:
+                if self._publisher_redis is None:
+                    self._publisher_redis = aioredis.Redis.from_url(
+                        self._url,
+                        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECS,
+                        socket_timeout=REDIS_SOCKET_TIMEOUT_SECS,
+                    )
+                # One pipeline on one connection: Redis applies the publishes in this order.
+                pipe = self._publisher_redis.pipeline(transaction=False)
+                for _, payload in batch:
+                    pipe.publish(self.channel, payload)
+                await pipe.execute()
+                batch.clear()
+                backoff = RECONNECT_MIN_SECS
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                now = time.monotonic()
+                expired = [item for item in batch if now - item[0] > PUBLISH_GIVE_UP_SECS]
+                if expired:
+                    batch = batch[len(expired) :]
+                    self._metrics.bus_dropped.inc(len(expired))
+                    log.warning(
+                        "Redis unreachable (%s): dropped %d publishes older than %.0f s",
+                        type(exc).__name__,
+                        len(expired),
+                        PUBLISH_GIVE_UP_SECS,
+                    )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX_SECS)
+
+    async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
+        backoff = RECONNECT_MIN_SECS
+        while True:
+            try:
+                self._redis_connect()
+                await self.pubsub.subscribe(self.channel)
+                self._set_listener(True)
+                backoff = RECONNECT_MIN_SECS
+                async for message in self.pubsub.listen():
+                    yield message
+            except asyncio.CancelledError:
+                self._set_listener(False)
+                raise
+            except Exception as exc:
+                self._set_listener(False)
+                log.warning(
+                    "Redis subscription lost (%s); retrying in %.1f s", type(exc).__name__, backoff
+                )
+                with contextlib.suppress(Exception):
+                    await self.pubsub.aclose()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX_SECS)
+
+    def _set_listener(self, up: bool) -> None:
+        if up != self.listener_up:
+            log.info("bus listener %s", "up" if up else "down")
+        self.listener_up = up
+        self._metrics.bus_listener_up.set(1 if up else 0)
+
+    async def close(self) -> None:
+        if self._publisher is not None:
+            # Give queued publishes a moment to leave before the process exits.
+            deadline = time.monotonic() + 1.0
+            while self._queue is not None and not self._queue.empty():
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.02)
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+        if self._publisher_redis is not None:
+            await self._publisher_redis.aclose()
+
+
+class Presence:
+    """Who is online in each room, across every worker of every machine.
+
+    One sorted set per room; members are `host|sid|user` scored by an expiry time that this
+    worker pushes forward every ttl/3 seconds, so a crashed worker's users fade out within ttl.
+    """
+
+    def __init__(self, url: str, prefix: str, host_id: str, ttl_secs: int) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECS,
+            socket_timeout=REDIS_SOCKET_TIMEOUT_SECS,
+            decode_responses=True,
+        )
+        self._prefix = prefix
+        self._host_id = host_id
+        self._ttl = ttl_secs
+        self._local: dict[tuple[str, str], str] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def _key(self, room: str) -> str:
+        return f"{self._prefix}:presence:{room}"
+
+    def _member(self, room: str, sid: str, user: str) -> str:
+        return f"{self._host_id}|{sid}|{user}"
+
+    def _local_users(self, room: str) -> list[str]:
+        return sorted({u for (r, _), u in self._local.items() if r == room})
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def add(self, room: str, sid: str, user: str) -> None:
+        self._local[(room, sid)] = user
+        expiry = time.time() + self._ttl
+        try:
+            await self._redis.zadd(self._key(room), {self._member(room, sid, user): expiry})
+        except (RedisError, OSError) as exc:
+            log.warning("presence add failed (%s); the refresh loop will retry", exc)
+
+    async def remove(self, room: str, sid: str) -> None:
+        user = self._local.pop((room, sid), None)
+        if user is None:
+            return
+        try:
+            await self._redis.zrem(self._key(room), self._member(room, sid, user))
+        except (RedisError, OSError) as exc:
+            log.warning("presence remove failed (%s); it expires by itself", exc)
+
+    async def users(self, room: str) -> list[str]:
+        """Distinct usernames online in the room, sorted; this worker's alone if Redis is down."""
+        now = time.time()
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zremrangebyscore(self._key(room), "-inf", now)
+            pipe.zrangebyscore(self._key(room), now, "+inf")
+            _, members = await pipe.execute()
+        except (RedisError, OSError):
+            return self._local_users(room)
+        return sorted({m.split("|", 2)[2] for m in members})
+
+    async def counts(self, rooms: list[str]) -> dict[str, int]:
+        if not rooms:
+            return {}
+        now = time.time()
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for room in rooms:
+                pipe.zrangebyscore(self._key(room), now, "+inf")
+            results = await pipe.execute()
+        except (RedisError, OSError):
+            return {room: len(self._local_users(room)) for room in rooms}
+        return {
+            room: len({m.split("|", 2)[2] for m in members})
+            for room, members in zip(rooms, results, strict=True)
+        }
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            if not self._local:
+                continue
+            expiry = time.time() + self._ttl
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for (room, sid), user in list(self._local.items()):
+                    pipe.zadd(self._key(room), {self._member(room, sid, user): expiry})
+                await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("presence refresh failed (%s)", type(exc).__name__)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for (room, sid), user in list(self._local.items()):
+                pipe.zrem(self._key(room), self._member(room, sid, user))
+            await pipe.execute()
+        except (RedisError, OSError):
+            log.info("presence not cleared at shutdown; it expires by itself")
+        self._local.clear()
+        await self._redis.aclose()

@@ -1,0 +1,114 @@
+"""The chat write path and room joins, shared by sockets and REST.
+
+Send: validate (done by protocol) -> assign seq -> insert into MongoDB -> publish -> ack.
+A message is broadcast only after MongoDB has it, so an acked message is never lost and a
+broadcast message always exists in history (DESIGN.md, Write path and guarantees).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from chatd import protocol
+from chatd.config import Settings
+from chatd.errors import NotFound, Unavailable
+from chatd.metrics import Metrics
+from chatd.models import Message, Room, utc_now
+from chatd.protocol import JoinRequest, MessageRequest
+from chatd.store import Store
+
+Emit = Callable[[str, Any, str], Awaitable[None]]
+
+
+def room_channel(room: str) -> str:
+    """The Socket.IO room behind a chat room. The prefix keeps chat rooms apart from the
+    per-sid rooms python-socketio makes, so joining a room named like a sid reads nothing."""
+    return "room:" + room
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    room: Room
+    created: bool
+    history: list[Message]
+    has_more: bool
+
+    @property
+    def last_seq(self) -> int:
+        newest = self.history[-1].seq if self.history else 0
+        return max(self.room.last_seq, newest)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message: Message
+    duplicate: bool
+
+
+class Chat:
+    def __init__(self, settings: Settings, store: Store, emit: Emit, metrics: Metrics) -> None:
+        self._settings = settings
+        self._store = store
+        self._emit = emit
+        self._metrics = metrics
+
+    async def join(self, request: JoinRequest) -> JoinResult:
+        """Create the room if new and read the history the joiner should get.
+
+        The caller subscribes the socket to the room *before* calling this, so a message sent
+        meanwhile arrives live, in history, or both (clients de-duplicate by seq), never neither.
+        """
+        room, created = await self._store.ensure_room(request.room)
+        if request.since is None:
+            limit = self._settings.limits_history
+            history = await self._store.messages_before(request.room, None, limit)
+            has_more = len(history) == limit and history[0].seq > 1
+        else:
+            limit = self._settings.limits_replay
+            history = await self._store.messages_after(request.room, request.since, limit + 1)
+            has_more = len(history) > limit
+            history = history[:limit]
+        return JoinResult(room=room, created=created, history=history, has_more=has_more)
+
+    async def send(self, user: str, request: MessageRequest) -> SendResult:
+        if request.client_id is not None:
+            earlier = await self._store.find_by_client_id(request.room, request.client_id)
+            if earlier is not None:
+                return SendResult(earlier, duplicate=True)
+        client_id = request.client_id or "srv-" + uuid.uuid4().hex
+        now = utc_now()
+        seq = await self._store.next_seq(request.room, now)
+        try:
+            message = await self._store.insert_message(
+                request.room, user, request.text, seq, client_id, now
+            )
+        except DuplicateKeyError:
+            # The same client_id raced in from another connection; it won, answer with it.
+            earlier = await self._store.find_by_client_id(request.room, client_id)
+            if earlier is None:
+                raise Unavailable("message store is unavailable, try again") from None
+            return SendResult(earlier, duplicate=True)
+        await self._emit(protocol.CHAT_MESSAGE, message.to_wire(), room_channel(request.room))
+        self._metrics.messages.inc()
+        return SendResult(message, duplicate=False)
+
+    async def create_room(self, name: str) -> tuple[Room, bool]:
+        return await self._store.ensure_room(name)
+
+    async def page(
+        self, room: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """One page of history for REST: newest-before `before`, or oldest-after `after`."""
+        if await self._store.get_room(room) is None:
+            raise NotFound(f"room {room!r} does not exist")
+        if after is not None:
+            messages = await self._store.messages_after(room, after, limit + 1)
+            return messages[:limit], len(messages) > limit
+        messages = await self._store.messages_before(room, before, limit + 1)
+        has_more = len(messages) > limit
+        return (messages[1:] if has_more else messages), has_more

@@ -1,0 +1,48 @@
+"""Command line: `serve` and `check-config`. Flags become setting overrides; no logic here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from chatd.config import ConfigError, Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatd", description="Real-time chat server with rooms")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("serve", "run one worker"),
+        ("check-config", "print the effective settings, or every problem with them"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--host", dest="server_host", help="address to bind (default 0.0.0.0)")
+        cmd.add_argument("--port", dest="server_port", type=int, help="port (default 3000)")
+        cmd.add_argument("--worker-id", dest="server_worker_id", type=int,
+                         help="1..N inside a cluster; prefixes Engine.IO session ids")
+        cmd.add_argument("--redis-url", dest="redis_url")
+        cmd.add_argument("--mongo-url", dest="mongo_url")
+        cmd.add_argument("--log-level", dest="server_log_level")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command"}
+    try:
+        settings = load_settings(overrides)
+    except ConfigError as exc:
+        print("chatd: invalid configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        for field in Settings.__dataclass_fields__:
+            print(f"{settings.env_name(field)}={getattr(settings, field)}")
+        return 0
+    from chatd import app, log
+
+    log.configure(settings)
+    app.run(settings)
+    return 0

@@ -1,0 +1,192 @@
+"""Settings: `config/chatd.toml` defaults, then `CHATD_*` environment, then CLI flags.
+
+Every field is named `<section>_<key>`; its environment variable is `CHATD_<SECTION>_<KEY>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+DEFAULTS_FILE = ROOT_DIR / "config" / "chatd.toml"
+SECTIONS = ("server", "redis", "mongo", "limits")
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, one per line, each naming its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    server_host: str = "0.0.0.0"
+    server_port: int = 3000
+    server_worker_id: int = 0
+    server_trust_proxy: bool = False
+    server_cors_origins: str = ""
+    server_drain_secs: float = 5.0
+    server_log_level: str = "INFO"
+    server_static_dir: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "chatd"
+    redis_presence_ttl_secs: int = 15
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_db: str = "chatd"
+    mongo_timeout_secs: float = 2.0
+    limits_message_chars: int = 2000
+    limits_frame_bytes: int = 1_000_000
+    limits_rate_burst: int = 20
+    limits_rate_per_minute: int = 120
+    limits_history: int = 50
+    limits_replay: int = 500
+    limits_ping_interval_secs: int = 25
+    limits_ping_timeout_secs: int = 20
+
+    @property
+    def static_path(self) -> Path:
+        return Path(self.server_static_dir) if self.server_static_dir else ROOT_DIR / "static"
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.server_cors_origins.split(",") if o.strip()]
+
+    def env_name(self, field_name: str) -> str:
+        return "CHATD_" + field_name.upper()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming every invalid setting."""
+        problems: list[str] = []
+
+        def bad(name: str, why: str) -> None:
+            problems.append(f"{self.env_name(name)}={getattr(self, name)!r}: {why}")
+
+        if not 0 <= self.server_port <= 65535:
+            bad("server_port", "must be 0..65535")
+        if not 0 <= self.server_worker_id <= 99:
+            bad("server_worker_id", "must be 0..99")
+        if self.server_drain_secs < 0 or self.server_drain_secs > 30:
+            bad("server_drain_secs", "must be 0..30 seconds")
+        if self.server_log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            bad("server_log_level", "must be DEBUG, INFO, WARNING or ERROR")
+        for origin in self.allowed_origins:
+            if origin == "*" or urlparse(origin).scheme not in ("http", "https"):
+                bad("server_cors_origins", f"{origin!r} is not an http(s) origin ('*' is refused)")
+        if not self.static_path.is_dir():
+            bad("server_static_dir", f"{self.static_path} is not a directory")
+        if urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
+            bad("redis_url", "must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+        if not self.redis_prefix or not self.redis_prefix.replace("-", "").replace("_", "").isalnum():
+            bad("redis_prefix", "must be letters, digits, '-' or '_'")
+        if not 3 <= self.redis_presence_ttl_secs <= 300:
+            bad("redis_presence_ttl_secs", "must be 3..300")
+        if urlparse(self.mongo_url).scheme not in ("mongodb", "mongodb+srv"):
+            bad("mongo_url", "must be a mongodb:// or mongodb+srv:// URL")
+        if not self.mongo_db or any(c in self.mongo_db for c in '/\\. "$'):
+            bad("mongo_db", "must be a plain database name")
+        if not 0.1 <= self.mongo_timeout_secs <= 60:
+            bad("mongo_timeout_secs", "must be 0.1..60 seconds")
+        if not 1 <= self.limits_message_chars <= 100_000:
+            bad("limits_message_chars", "must be 1..100000")
+        # Above 1 MB a polling POST pins memory (RELIABILITY.md finding 3), so cap it there.
+        if not 4096 <= self.limits_frame_bytes <= 1_000_000:
+            bad("limits_frame_bytes", "must be 4096..1000000")
+        elif self.limits_message_chars * 4 + 512 > self.limits_frame_bytes:
+            bad("limits_frame_bytes", "too small for the longest message in UTF-8")
+        if self.limits_rate_burst < 1:
+            bad("limits_rate_burst", "must be at least 1")
+        if self.limits_rate_per_minute < 1:
+            bad("limits_rate_per_minute", "must be at least 1")
+        if not 1 <= self.limits_history <= 1000:
+            bad("limits_history", "must be 1..1000")
+        if not 1 <= self.limits_replay <= 10_000:
+            bad("limits_replay", "must be 1..10000")
+        if not 1 <= self.limits_ping_interval_secs <= 300:
+            bad("limits_ping_interval_secs", "must be 1..300")
+        if not 1 <= self.limits_ping_timeout_secs <= 300:
+            bad("limits_ping_timeout_secs", "must be 1..300")
+        if problems:
+            raise ConfigError(problems)
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    if kind in (bool, "bool"):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{name}: {raw!r} is not a boolean")
+    if kind in (int, "int"):
+        if isinstance(raw, bool):
+            raise ValueError(f"{name}: {raw!r} is not an integer")
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"{name}: {raw!r} is not an integer") from None
+    if kind in (float, "float"):
+        try:
+            return float(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"{name}: {raw!r} is not a number") from None
+    return str(raw)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    defaults_file: Path = DEFAULTS_FILE,
+) -> Settings:
+    """Build Settings from the three layers; raise ConfigError listing every problem."""
+    environ = os.environ if environ is None else environ
+    kinds = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+
+    if defaults_file.is_file():
+        with defaults_file.open("rb") as fh:
+            data = tomllib.load(fh)
+        for section, table in data.items():
+            if section not in SECTIONS or not isinstance(table, dict):
+                problems.append(f"{defaults_file}: unknown section [{section}]")
+                continue
+            for key, raw in table.items():
+                values[f"{section}_{key}"] = raw
+
+    for name in kinds:
+        env_key = "CHATD_" + name.upper()
+        if env_key in environ:
+            values[name] = environ[env_key]
+
+    for name, raw in (overrides or {}).items():
+        if raw is not None:
+            values[name] = raw
+
+    typed: dict[str, Any] = {}
+    for name, raw in values.items():
+        if name not in kinds:
+            problems.append(f"unknown setting {name!r}")
+            continue
+        try:
+            typed[name] = _coerce("CHATD_" + name.upper(), kinds[name], raw)
+        except ValueError as exc:
+            problems.append(str(exc))
+    settings = dataclasses.replace(Settings(), **typed)
+    try:
+        settings.validate()
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings

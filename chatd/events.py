@@ -1,0 +1,232 @@
+"""Socket.IO handlers: parse, call chat, emit, ack. camelCase event names live only here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+
+from chatd import protocol
+from chatd.bus import Presence
+from chatd.chat import Chat, room_channel
+from chatd.config import Settings
+from chatd.errors import ChatError, InvalidPayload, NotJoined, RateLimited
+from chatd.metrics import Metrics
+from chatd.models import iso_millis, utc_now
+from chatd.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+MAX_ROOMS_PER_CONNECTION = 50
+JOIN_BURST, JOINS_PER_MINUTE = 10, 60
+TYPING_BURST, TYPING_PER_MINUTE = 10, 120
+
+Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Session:
+    address: str
+    messages: TokenBucket
+    joins: TokenBucket = field(default_factory=lambda: TokenBucket(JOIN_BURST, JOINS_PER_MINUTE))
+    typing: TokenBucket = field(
+        default_factory=lambda: TokenBucket(TYPING_BURST, TYPING_PER_MINUTE)
+    )
+    joined: dict[str, str] = field(default_factory=dict)  # room -> username
+    last_room: str | None = None
+    # python-socketio runs each event in its own task; this keeps one sender's messages in
+    # the order they were sent (seq order = send order, RELIABILITY.md F10).
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Events:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        chat: Chat,
+        presence: Presence,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self._sio = sio
+        self._chat = chat
+        self._presence = presence
+        self._settings = settings
+        self._metrics = metrics
+        self._sessions: dict[str, Session] = {}
+        self.inflight = 0
+
+    def register(self) -> None:
+        self._sio.on("connect", handler=self.connect)
+        self._sio.on("disconnect", handler=self.disconnect)
+        self._sio.on(protocol.JOIN_ROOM, handler=self._wrap(protocol.JOIN_ROOM, self.join_room))
+        self._sio.on(
+            protocol.CHAT_MESSAGE, handler=self._wrap(protocol.CHAT_MESSAGE, self.chat_message)
+        )
+        self._sio.on(protocol.LEAVE_ROOM, handler=self._wrap(protocol.LEAVE_ROOM, self.leave_room))
+        self._sio.on(protocol.TYPING, handler=self._wrap(protocol.TYPING, self.typing))
+
+    def _wrap(self, event: str, handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def handle(sid: str, *args: Any) -> dict[str, Any]:
+            started = time.perf_counter()
+            self.inflight += 1
+            try:
+                if len(args) > 1:
+                    raise InvalidPayload("send one payload per event")
+                return await handler(sid, args[0] if args else None)
+            except ChatError as exc:
+                self._metrics.errors.labels(exc.code).inc()
+                log.info("%s refused (sid=%s): %s %s", event, sid, exc.code, exc.message)
+                return protocol.fail_from(exc)
+            except Exception:
+                self._metrics.errors.labels("internal").inc()
+                log.exception("%s failed (sid=%s)", event, sid)
+                return protocol.fail("internal", "internal error; the request was not applied")
+            finally:
+                self.inflight -= 1
+                self._metrics.event_seconds.labels(event).observe(time.perf_counter() - started)
+
+        return handle
+
+    def _session(self, sid: str) -> Session:
+        session = self._sessions.get(sid)
+        if session is None:
+            raise InvalidPayload("connection is closing")
+        return session
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        handler = environ.get("tornado.handler")
+        # REMOTE_ADDR is always 127.0.0.1 in the Tornado driver (RELIABILITY.md finding 6).
+        address = handler.request.remote_ip if handler is not None else "?"
+        self._sessions[sid] = Session(
+            address=address,
+            messages=TokenBucket(
+                self._settings.limits_rate_burst, self._settings.limits_rate_per_minute
+            ),
+        )
+        self._metrics.connected_clients.inc()
+        log.debug("connect sid=%s from %s", sid, address)
+
+    async def disconnect(self, sid: str, reason: Any = None) -> None:
+        session = self._sessions.pop(sid, None)
+        if session is None:
+            return
+        self._metrics.connected_clients.dec()
+        for room, user in list(session.joined.items()):
+            try:
+                await self._announce_leave(sid, room, user)
+            except Exception:
+                log.exception("leave announcement failed (sid=%s room=%s)", sid, room)
+
+    async def join_room(self, sid: str, data: Any) -> dict[str, Any]:
+        session = self._session(sid)
+        request = protocol.parse_join(data)
+        if request.room not in session.joined:
+            if len(session.joined) >= MAX_ROOMS_PER_CONNECTION:
+                raise InvalidPayload(f"at most {MAX_ROOMS_PER_CONNECTION} rooms per connection")
+            if not session.joins.take():
+                raise RateLimited("too many joins; slow down")
+        await self._sio.enter_room(sid, room_channel(request.room))
+        try:
+            result = await self._chat.join(request)
+        except BaseException:
+            if request.room not in session.joined:
+                await self._sio.leave_room(sid, room_channel(request.room))
+            raise
+        rejoin = session.joined.get(request.room) == request.username
+        session.joined[request.room] = request.username
+        session.last_room = request.room
+        await self._presence.add(request.room, sid, request.username)
+        await self._sio.emit(
+            protocol.CHAT_HISTORY, [m.to_wire() for m in result.history], to=sid
+        )
+        online = await self._presence.users(request.room)
+        if not rejoin:
+            await self._notify(sid, "join", request.room, request.username)
+            await self._sio.emit(
+                protocol.PRESENCE, {"room": request.room, "users": online},
+                room=room_channel(request.room),
+            )
+        return protocol.ok(
+            room=request.room,
+            last_seq=result.last_seq,
+            online=online,
+            created=result.created,
+            has_more=result.has_more,
+        )
+
+    async def chat_message(self, sid: str, data: Any) -> dict[str, Any]:
+        session = self._session(sid)
+        request = protocol.parse_message(
+            data, session.last_room, self._settings.limits_message_chars
+        )
+        user = session.joined.get(request.room)
+        if user is None:
+            raise NotJoined(f"join room {request.room!r} before sending to it")
+        if not session.messages.take():
+            raise RateLimited("too many messages; slow down")
+        async with session.send_lock:
+            result = await self._chat.send(user, request)
+        message = result.message
+        return protocol.ok(
+            id=message.id,
+            seq=message.seq,
+            timestamp=iso_millis(message.timestamp),
+            duplicate=result.duplicate,
+        )
+
+    async def leave_room(self, sid: str, data: Any) -> dict[str, Any]:
+        session = self._session(sid)
+        request = protocol.parse_leave(data)
+        user = session.joined.pop(request.room, None)
+        if user is None:
+            raise NotJoined(f"not in room {request.room!r}")
+        if session.last_room == request.room:
+            session.last_room = next(reversed(session.joined), None)
+        await self._sio.leave_room(sid, room_channel(request.room))
+        await self._announce_leave(sid, request.room, user)
+        return protocol.ok(room=request.room)
+
+    async def typing(self, sid: str, data: Any) -> dict[str, Any]:
+        session = self._session(sid)
+        request = protocol.parse_typing(data, session.last_room)
+        user = session.joined.get(request.room)
+        if user is None:
+            raise NotJoined(f"join room {request.room!r} first")
+        if not session.typing.take():
+            raise RateLimited("too many typing events")
+        await self._sio.emit(
+            protocol.TYPING,
+            {"room": request.room, "user": user, "typing": request.typing},
+            room=room_channel(request.room),
+            skip_sid=sid,
+        )
+        return protocol.ok()
+
+    async def _announce_leave(self, sid: str, room: str, user: str) -> None:
+        await self._presence.remove(room, sid)
+        await self._notify(sid, "leave", room, user)
+        online = await self._presence.users(room)
+        await self._sio.emit(
+            protocol.PRESENCE, {"room": room, "users": online}, room=room_channel(room)
+        )
+
+    async def _notify(self, sid: str, kind: str, room: str, user: str) -> None:
+        verb = "joined" if kind == "join" else "left"
+        await self._sio.emit(
+            protocol.NOTIFICATION,
+            {
+                "type": kind,
+                "room": room,
+                "user": user,
+                "text": f"{user} {verb} the room",
+                "timestamp": iso_millis(utc_now()),
+            },
+            room=room_channel(room),
+            skip_sid=sid,
+        )

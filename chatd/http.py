@@ -1,0 +1,164 @@
+"""REST, health, metrics and the browser client's files. Every error answers JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import tornado.web
+
+from chatd import protocol
+from chatd.bus import Presence
+from chatd.chat import Chat
+from chatd.errors import ChatError, InvalidPayload
+from chatd.metrics import Metrics
+from chatd.store import Store
+
+log = logging.getLogger(__name__)
+
+ROOMS_LIST_MAX = 200
+PAGE_DEFAULT, PAGE_MAX = 50, 200
+# No inline script or style, no third-party origin: user text can never become code.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+
+
+def set_security_headers(handler: tornado.web.RequestHandler) -> None:
+    handler.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    handler.set_header("X-Content-Type-Options", "nosniff")
+    handler.set_header("Referrer-Policy", "no-referrer")
+    handler.set_header("X-Frame-Options", "DENY")
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    def set_default_headers(self) -> None:
+        set_security_headers(self)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body, ensure_ascii=False))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        error = exc_info[1] if exc_info else None
+        if isinstance(error, ChatError):
+            code, message = error.code, error.message
+        elif isinstance(error, tornado.web.HTTPError) and status_code < 500:
+            code, message = "invalid_request", self._reason
+        else:
+            code, message = "internal", "internal error"
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(protocol.fail(code, message)))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, ChatError):
+            log.info("%s %s -> %s %s", self.request.method, self.request.path, value.code,
+                     value.message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], ChatError):
+            status_code = exc_info[1].http_status
+        super().send_error(status_code, **kwargs)
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidPayload("body must be JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidPayload("body must be a JSON object")
+        return body
+
+
+class RoomsHandler(JsonHandler):
+    def initialize(self, chat: Chat, store: Store, presence: Presence) -> None:
+        self.chat = chat
+        self.store = store
+        self.presence = presence
+
+    async def get(self) -> None:
+        rooms = await self.store.list_rooms(ROOMS_LIST_MAX)
+        counts = await self.presence.counts([r.name for r in rooms])
+        self.write_json({"rooms": [r.to_wire(counts.get(r.name, 0)) for r in rooms]})
+
+    async def post(self) -> None:
+        name = protocol.parse_room(self.json_body().get("name"))
+        room, created = await self.chat.create_room(name)
+        counts = await self.presence.counts([name])
+        self.write_json(room.to_wire(counts.get(name, 0)), status=201 if created else 200)
+
+
+class RoomMessagesHandler(JsonHandler):
+    def initialize(self, chat: Chat) -> None:
+        self.chat = chat
+
+    async def get(self, raw_room: str) -> None:
+        room = protocol.parse_room(raw_room)
+        before = protocol.parse_before(self.get_query_argument("before", None))
+        after = protocol.parse_before(self.get_query_argument("after", None))
+        if before is not None and after is not None:
+            raise InvalidPayload("give either before or after, not both")
+        limit = protocol.parse_limit(self.get_query_argument("limit", None), PAGE_DEFAULT, PAGE_MAX)
+        messages, has_more = await self.chat.page(room, before, after, limit)
+        self.write_json(
+            {"room": room, "messages": [m.to_wire() for m in messages], "has_more": has_more}
+        )
+
+
+class HealthHandler(JsonHandler):
+    def initialize(self, worker_id: int) -> None:
+        self.worker_id = worker_id
+
+    def get(self) -> None:
+        self.write_json({"ok": True, "worker": self.worker_id})
+
+
+class ReadyHandler(JsonHandler):
+    def initialize(self, store: Store, presence: Presence, worker_id: int, state: Any) -> None:
+        self.store = store
+        self.presence = presence
+        self.worker_id = worker_id
+        self.state = state
+
+    async def get(self) -> None:
+        mongo = await self.store.ping()
+        redis = await self.presence.ping()
+        ready = mongo and redis and not self.state.draining
+        self.write_json(
+            {"ok": ready, "worker": self.worker_id, "mongo": mongo, "redis": redis,
+             "draining": self.state.draining},
+            status=200 if ready else 503,
+        )
+
+
+class MetricsHandler(tornado.web.RequestHandler):
+    def initialize(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(self.metrics.render())
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    def set_default_headers(self) -> None:
+        set_security_headers(self)
+
+    def set_extra_headers(self, path: str) -> None:
+        # The page must be revalidated so a new release reaches browsers at once.
+        self.set_header("Cache-Control", "no-cache")
+
+
+class NotFoundHandler(JsonHandler):
+    def prepare(self) -> None:
+        self.set_status(404)
+        self.finish(json.dumps(protocol.fail("not_found", "no such endpoint")))

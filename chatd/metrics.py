@@ -1,0 +1,40 @@
+"""Prometheus metrics of one worker, in a registry of its own (DESIGN.md, Ports and names)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Socket events take from well under a millisecond (typing) to a MongoDB round trip.
+EVENT_BUCKETS_SECS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.connected_clients = Gauge(
+            "chatd_connected_clients", "Socket.IO clients connected to this worker",
+            registry=self.registry,
+        )
+        self.messages = Counter(
+            "chatd_messages", "Chat messages stored and broadcast by this worker",
+            registry=self.registry,
+        )
+        self.event_seconds = Histogram(
+            "chatd_event_seconds", "Time to handle one client event", ["event"],
+            buckets=EVENT_BUCKETS_SECS, registry=self.registry,
+        )
+        self.errors = Counter(
+            "chatd_errors", "Events answered with an error, by code", ["code"],
+            registry=self.registry,
+        )
+        self.bus_listener_up = Gauge(
+            "chatd_bus_listener_up", "1 while the Redis subscription is alive",
+            registry=self.registry,
+        )
+        self.bus_dropped = Counter(
+            "chatd_bus_publish_dropped", "Bus publishes dropped because Redis was unreachable",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,193 @@
+"""The wire: event names, payload parsing into typed requests, limits and ack helpers.
+
+Raw client JSON enters here as `Any` and leaves as frozen dataclasses holding only
+str/int/bool values, so nothing a client sends can reach a MongoDB query as an operator.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from chatd.errors import ChatError, InvalidPayload, TooLong
+
+# Client -> server events (names from the original brief are kept on the wire).
+JOIN_ROOM = "joinRoom"
+CHAT_MESSAGE = "chatMessage"
+LEAVE_ROOM = "leaveRoom"
+TYPING = "typing"
+# Server -> client events.
+CHAT_HISTORY = "chat-history"
+NOTIFICATION = "notification"
+PRESENCE = "presence"
+
+ROOM_MAX_CHARS = 64
+USERNAME_MAX_CHARS = 32
+CLIENT_ID_MAX_CHARS = 64
+# Starts with a letter, digit or '_' (any script); then also space, '-' and '.'; no trailing
+# space. A leading '.' would let a room name walk REST paths ('..').
+_NAME_RE = re.compile(r"^\w([\w .\-]*[\w.\-])?$")
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+# C0 controls other than tab and newline, DEL and the C1 range: never meaningful in chat text.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    username: str
+    room: str
+    since: int | None
+
+
+@dataclass(frozen=True)
+class MessageRequest:
+    room: str
+    text: str
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class LeaveRequest:
+    room: str
+
+
+@dataclass(frozen=True)
+class TypingRequest:
+    room: str
+    typing: bool
+
+
+def ok(**fields: Any) -> dict[str, Any]:
+    return {"ok": True, **fields}
+
+
+def fail(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def fail_from(error: ChatError) -> dict[str, Any]:
+    return fail(error.code, error.message)
+
+
+def _require_object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidPayload("payload must be a JSON object")
+    return data
+
+
+def parse_name(value: Any, what: str, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidPayload(f"{what} must be a string")
+    if len(value) > max_chars:
+        raise TooLong(f"{what} is longer than {max_chars} characters")
+    if not _NAME_RE.match(value):
+        raise InvalidPayload(
+            f"{what} must be 1-{max_chars} letters, digits, spaces, '-', '.' or '_', "
+            "start with a letter, digit or '_' and not end with a space"
+        )
+    return value
+
+
+def parse_room(value: Any) -> str:
+    return parse_name(value, "room", ROOM_MAX_CHARS)
+
+
+def parse_username(value: Any) -> str:
+    return parse_name(value, "username", USERNAME_MAX_CHARS)
+
+
+def parse_seq(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidPayload(f"{what} must be a non-negative integer")
+    if not 0 <= value < 2**53:
+        raise InvalidPayload(f"{what} must be a non-negative integer")
+    return value
+
+
+def parse_join(data: Any) -> JoinRequest:
+    obj = _require_object(data)
+    since = obj.get("since")
+    return JoinRequest(
+        username=parse_username(obj.get("username")),
+        room=parse_room(obj.get("room")),
+        since=None if since is None else parse_seq(since, "since"),
+    )
+
+
+def parse_text(value: Any, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidPayload("message must be a string")
+    if len(value) > max_chars:
+        raise TooLong(f"message is longer than {max_chars} characters")
+    if not value.strip():
+        raise InvalidPayload("message is empty")
+    if _CONTROL_RE.search(value):
+        raise InvalidPayload("message contains control characters")
+    return value
+
+
+def parse_client_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidPayload("client_id must be a non-empty string")
+    if len(value) > CLIENT_ID_MAX_CHARS:
+        raise TooLong(f"client_id is longer than {CLIENT_ID_MAX_CHARS} characters")
+    if not _CLIENT_ID_RE.match(value):
+        raise InvalidPayload("client_id may hold only letters, digits, '_', '.', ':' and '-'")
+    return value
+
+
+def parse_message(data: Any, last_room: str | None, max_chars: int) -> MessageRequest:
+    """A bare string, or an object without `room`, goes to the room joined last."""
+    if isinstance(data, str):
+        data = {"message": data}
+    obj = _require_object(data)
+    raw_room = obj.get("room")
+    if raw_room is None:
+        if last_room is None:
+            raise InvalidPayload("no room given and no room joined")
+        room = last_room
+    else:
+        room = parse_room(raw_room)
+    return MessageRequest(
+        room=room,
+        text=parse_text(obj.get("message"), max_chars),
+        client_id=parse_client_id(obj.get("client_id")),
+    )
+
+
+def parse_leave(data: Any) -> LeaveRequest:
+    return LeaveRequest(room=parse_room(_require_object(data).get("room")))
+
+
+def parse_typing(data: Any, last_room: str | None) -> TypingRequest:
+    obj = _require_object(data)
+    raw_room = obj.get("room")
+    if raw_room is None:
+        if last_room is None:
+            raise InvalidPayload("no room given and no room joined")
+        room = last_room
+    else:
+        room = parse_room(raw_room)
+    typing = obj.get("typing", True)
+    if not isinstance(typing, bool):
+        raise InvalidPayload("typing must be true or false")
+    return TypingRequest(room=room, typing=typing)
+
+
+def parse_limit(raw: str | None, default: int, maximum: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise InvalidPayload(f"limit must be an integer 1..{maximum}")
+    return int(raw)
+
+
+def parse_before(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 16:
+        raise InvalidPayload("before must be a non-negative integer")
+    return int(raw)
