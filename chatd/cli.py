@@ -24,11 +24,32 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--redis-url", dest="redis_url")
         cmd.add_argument("--mongo-url", dest="mongo_url")
         cmd.add_argument("--log-level", dest="server_log_level")
+    render = sub.add_parser("render-nginx", help="write the front door's nginx.conf")
+    render.add_argument("--workers", type=int, required=True, help="number of workers (ids 1..N)")
+    render.add_argument("--base-port", type=int, default=3000, help="worker I listens on base+I")
+    render.add_argument("--listen", default="0.0.0.0:3000", help="front door address")
+    render.add_argument("--dir", required=True, help="folder for nginx.conf, pid, logs, temp")
     return parser
+
+
+def render_nginx(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from chatd.frontdoor import write_nginx_conf
+
+    settings = load_settings()
+    workers = [(i, args.base_port + i) for i in range(1, args.workers + 1)]
+    path = write_nginx_conf(
+        workers, args.listen, Path(args.dir).resolve(), settings.limits_frame_bytes
+    )
+    print(path)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "render-nginx":
+        return render_nginx(args)
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = load_settings(overrides)
