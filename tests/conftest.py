@@ -187,11 +187,12 @@ def server(start_worker: Callable[..., Worker]) -> Worker:
 
 
 @pytest.fixture(scope="session")
-def workers(start_worker: Callable[..., Worker]) -> Callable[[int], list[Worker]]:
-    """Factory: n workers with ids 1..n sharing Redis and MongoDB."""
+def workers(start_worker: Callable[..., Worker]) -> Callable[..., list[Worker]]:
+    """Factory: n workers with ids 1..n sharing Redis and MongoDB; keyword arguments are
+    extra CHATD_* environment variables."""
 
-    def make(n: int) -> list[Worker]:
-        return [start_worker(worker_id=i + 1) for i in range(n)]
+    def make(n: int, **env: str) -> list[Worker]:
+        return [start_worker(worker_id=i + 1, **env) for i in range(n)]
 
     return make
 
@@ -262,3 +263,61 @@ async def client() -> AsyncIterator[Callable[..., Any]]:
 def room() -> str:
     """A room name no other test uses."""
     return "r-" + uuid.uuid4().hex[:12]
+
+
+@dataclass
+class FrontDoor:
+    """The real nginx front door, rendered by chatd.frontdoor for a set of workers."""
+
+    port: int
+    directory: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def start_front_door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., FrontDoor]]:
+    from chatd.frontdoor import write_nginx_conf
+
+    nginx = "/usr/sbin/nginx"
+    started: list[FrontDoor] = []
+
+    def start(workers: list[Worker]) -> FrontDoor:
+        if not os.path.exists(nginx):
+            _service_missing("nginx", nginx, FileNotFoundError(nginx))
+        port = free_port()
+        directory = tmp_path_factory.mktemp("nginx")
+        conf = write_nginx_conf(
+            [(w.worker_id, w.port) for w in workers], f"127.0.0.1:{port}", directory, 1_000_000
+        )
+        proc = subprocess.Popen(
+            [nginx, "-p", str(directory), "-c", str(conf)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )
+        door = FrontDoor(port, directory, proc)
+        started.append(door)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if http_get(door.url + "/healthz", timeout=1)[0] == 200:
+                    return door
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"nginx did not start: {(directory / 'error.log').read_text()}")
+
+    yield start
+    for door in started:
+        door.stop()
