@@ -1,0 +1,90 @@
+"""The production layout: scripts/start runs supervisord.conf, scripts/stop ends it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import IN_CI, ROOT, free_port, http_get
+
+pytestmark = pytest.mark.cluster
+WORKERS = 2
+
+
+def port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def ctl(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run(
+        [str(ROOT / ".venv/bin/supervisorctl"), "-c", str(ROOT / "supervisord.conf"), *args],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    )
+    return out.stdout
+
+
+@pytest.fixture
+def cluster(services):
+    busy = [p for p in range(3001, 3001 + WORKERS) if port_open(p)]
+    if busy or (ROOT / "var/run/supervisor.sock").exists() and port_open(3001):
+        message = f"ports {busy} or var/run/supervisor.sock in use by another chatd cluster"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    front = free_port()
+    env = services.env(
+        CHATD_WORKERS=str(WORKERS), CHATD_FRONT_LISTEN=f"127.0.0.1:{front}",
+    )
+    start = subprocess.run(
+        [str(ROOT / "scripts/start")], env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )
+    assert start.returncode == 0, start.stdout + start.stderr
+    yield env, front
+    stop = subprocess.run(
+        [str(ROOT / "scripts/stop")], env=env, capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+
+
+def test_start_runs_one_worker_per_setting_and_stop_leaves_nothing(cluster):
+    env, front = cluster
+    status = ctl(env, "status")
+    for name in ("chatd:chatd-01", "chatd:chatd-02", "frontdoor"):
+        assert f"{name}" in status and "RUNNING" in status.split(name)[1].splitlines()[0], status
+    assert http_get(f"http://127.0.0.1:{front}/readyz")[0] == 200
+
+    pid = int(ctl(env, "pid", "chatd:chatd-01").strip())
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    deadline = killed_at + 10
+    back_after = None
+    while time.monotonic() < deadline:
+        new_pid = ctl(env, "pid", "chatd:chatd-01").strip()
+        if new_pid.isdigit() and int(new_pid) not in (0, pid):
+            try:
+                if http_get("http://127.0.0.1:3001/readyz", timeout=0.5)[0] == 200:
+                    back_after = time.monotonic() - killed_at
+                    break
+            except OSError:
+                pass
+        time.sleep(0.1)
+    assert back_after is not None and back_after <= 3.0, back_after
+
+    supervisord_pid = int((ROOT / "var/run/supervisord.pid").read_text())
+    stop = subprocess.run([str(ROOT / "scripts/stop")], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert stop.returncode == 0, stop.stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(supervisord_pid, 0)
+    for port in (3001, 3002, front):
+        assert not port_open(port), port
