@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +64,7 @@ def origin_allowed(origin: str | None, host: str | None, extra: list[str]) -> bo
 def socket_handler(sio: socketio.AsyncServer, extra_origins: list[str]) -> type[Any]:
     base: type[Any] = socketio.get_tornado_handler(sio)
 
-    class SocketHandler(base):  # type: ignore[misc, valid-type]
+    class SocketHandler(base):  # type: ignore[misc]
         async def get(self, *args: Any, **kwargs: Any) -> None:
             # Engine.IO rejects other protocol versions only after the 101 and then leaves the
             # socket open and idle (RELIABILITY.md finding 5); refuse them before upgrading.
@@ -112,7 +111,9 @@ def build_worker(settings: Settings) -> Worker:
         generate = sio.eio.generate_id
         sio.eio.generate_id = lambda: prefix + generate()
     presence = Presence(
-        settings.redis_url, settings.redis_prefix, manager.host_id,
+        settings.redis_url,
+        settings.redis_prefix,
+        manager.host_id,
         settings.redis_presence_ttl_secs,
     )
 
@@ -128,12 +129,18 @@ def build_worker(settings: Settings) -> Worker:
     app = tornado.web.Application(
         [
             (r"/socket.io/", socket_handler(sio, extra)),
-            (r"/api/rooms", http.RoomsHandler,
-             {"chat": chat, "store": store, "presence": presence}),
+            (
+                r"/api/rooms",
+                http.RoomsHandler,
+                {"chat": chat, "store": store, "presence": presence},
+            ),
             (r"/api/rooms/([^/]+)/messages", http.RoomMessagesHandler, {"chat": chat}),
             (r"/healthz", http.HealthHandler, {"worker_id": wid}),
-            (r"/readyz", http.ReadyHandler,
-             {"store": store, "presence": presence, "worker_id": wid, "state": state}),
+            (
+                r"/readyz",
+                http.ReadyHandler,
+                {"store": store, "presence": presence, "worker_id": wid, "state": state},
+            ),
             (r"/metrics", http.MetricsHandler, {"metrics": metrics}),
             (r"/()", http.StaticHandler, {"path": static, "default_filename": "index.html"}),
             (r"/static/(.*)", http.StaticHandler, {"path": static}),
@@ -186,9 +193,8 @@ async def serve(settings: Settings) -> None:
     log.info("draining: no new connections, finishing in-flight events")
     worker.state.draining = True
     server.stop()
-    deadline = time.monotonic() + settings.server_drain_secs
-    while worker.events.inflight and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(worker.events.idle.wait(), settings.server_drain_secs)
     indexes.cancel()
     for task in (worker.manager.thread,):
         if task is not None:

@@ -85,7 +85,8 @@ class Settings:
             bad("server_static_dir", f"{self.static_path} is not a directory")
         if urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
             bad("redis_url", "must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
-        if not self.redis_prefix or not self.redis_prefix.replace("-", "").replace("_", "").isalnum():
+        plain_prefix = self.redis_prefix.replace("-", "").replace("_", "")
+        if not plain_prefix.isalnum():
             bad("redis_prefix", "must be letters, digits, '-' or '_'")
         if not 3 <= self.redis_presence_ttl_secs <= 300:
             bad("redis_presence_ttl_secs", "must be 3..300")
@@ -154,9 +155,14 @@ def load_settings(
     values: dict[str, Any] = {}
     problems: list[str] = []
 
+    data: dict[str, Any] = {}
     if defaults_file.is_file():
-        with defaults_file.open("rb") as fh:
-            data = tomllib.load(fh)
+        # A broken file is one more problem to list, not a traceback (STYLE.md, Config).
+        try:
+            with defaults_file.open("rb") as fh:
+                data = tomllib.load(fh)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            problems.append(f"{defaults_file}: not valid TOML: {exc}")
         for section, table in data.items():
             if section not in SECTIONS or not isinstance(table, dict):
                 problems.append(f"{defaults_file}: unknown section [{section}]")

@@ -60,6 +60,9 @@ class Events:
         self._metrics = metrics
         self._sessions: dict[str, Session] = {}
         self.inflight = 0
+        # Set while no event is being handled; shutdown waits on it to drain.
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     def register(self) -> None:
         self._sio.on("connect", handler=self.connect)
@@ -75,6 +78,7 @@ class Events:
         async def handle(sid: str, *args: Any) -> dict[str, Any]:
             started = time.perf_counter()
             self.inflight += 1
+            self.idle.clear()
             try:
                 if len(args) > 1:
                     raise InvalidPayload("send one payload per event")
@@ -89,6 +93,8 @@ class Events:
                 return protocol.fail("internal", "internal error; the request was not applied")
             finally:
                 self.inflight -= 1
+                if not self.inflight:
+                    self.idle.set()
                 self._metrics.event_seconds.labels(event).observe(time.perf_counter() - started)
 
         return handle
@@ -138,18 +144,22 @@ class Events:
             if request.room not in session.joined:
                 await self._sio.leave_room(sid, room_channel(request.room))
             raise
-        rejoin = session.joined.get(request.room) == request.username
+        previous = session.joined.get(request.room)
+        rejoin = previous == request.username
+        if previous is not None and not rejoin:
+            # Joining again under another name: the old name leaves, or it would stay in
+            # presence (Redis keeps one member per name) until this socket disconnects.
+            await self._announce_leave(sid, request.room, previous)
         session.joined[request.room] = request.username
         session.last_room = request.room
         await self._presence.add(request.room, sid, request.username)
-        await self._sio.emit(
-            protocol.CHAT_HISTORY, [m.to_wire() for m in result.history], to=sid
-        )
+        await self._sio.emit(protocol.CHAT_HISTORY, [m.to_wire() for m in result.history], to=sid)
         online = await self._presence.users(request.room)
         if not rejoin:
             await self._notify(sid, "join", request.room, request.username)
             await self._sio.emit(
-                protocol.PRESENCE, {"room": request.room, "users": online},
+                protocol.PRESENCE,
+                {"room": request.room, "users": online},
                 room=room_channel(request.room),
             )
         return protocol.ok(

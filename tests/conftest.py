@@ -114,9 +114,23 @@ class Worker:
     def start(self, wait: bool = True) -> Worker:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chatd", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--worker-id", str(self.worker_id), *self.extra_args],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "chatd",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--worker-id",
+                str(self.worker_id),
+                *self.extra_args,
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         if wait:
@@ -163,12 +177,16 @@ def start_worker(
     logs = tmp_path_factory.mktemp("worker-logs")
 
     def start(
-        worker_id: int = 0, port: int | None = None, wait: bool = True,
-        env: dict[str, str] | None = None, **extra_env: str,
+        worker_id: int = 0,
+        port: int | None = None,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        **extra_env: str,
     ) -> Worker:
         port = port or free_port()
         worker = Worker(
-            port=port, worker_id=worker_id,
+            port=port,
+            worker_id=worker_id,
             env=services.env(**extra_env) if env is None else env,
             log_path=logs / f"worker-{port}.log",
         )
@@ -231,7 +249,9 @@ class Client:
             if predicate(self.events.get(name, [])):
                 return self.events[name]
             await asyncio.sleep(0.02)
-        raise AssertionError(f"{name}: condition not met in {timeout} s; got {self.events.get(name)}")
+        raise AssertionError(
+            f"{name}: condition not met in {timeout} s; got {self.events.get(name)}"
+        )
 
     def messages(self, room: str | None = None) -> list[dict[str, Any]]:
         return [m for m in self.events.get("chatMessage", []) if room is None or m["room"] == room]
@@ -288,7 +308,9 @@ class FrontDoor:
 
 
 @pytest.fixture(scope="session")
-def start_front_door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., FrontDoor]]:
+def start_front_door(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., FrontDoor]]:
     from chatd.frontdoor import write_nginx_conf
 
     nginx = "/usr/sbin/nginx"
@@ -304,7 +326,8 @@ def start_front_door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
         )
         proc = subprocess.Popen(
             [nginx, "-p", str(directory), "-c", str(conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         door = FrontDoor(port, directory, proc)
         started.append(door)

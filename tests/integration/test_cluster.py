@@ -116,9 +116,7 @@ async def test_polling_only_clients_keep_their_session_through_the_front_door(
         assert "Session ID unknown" not in w.log()
 
 
-async def test_rest_and_static_reach_a_live_worker_when_one_is_down(
-    workers, start_front_door
-):
+async def test_rest_and_static_reach_a_live_worker_when_one_is_down(workers, start_front_door):
     ws = workers(2)
     door = start_front_door(ws)
     ws[0].stop()
@@ -155,8 +153,7 @@ async def test_sigkilled_workers_clients_reconnect_and_recover_every_message(
     seen: dict[int, dict] = {}
     last_seq = 0
 
-    ann = socketio.AsyncClient(reconnection=True, reconnection_delay=0.2,
-                               reconnection_delay_max=1)
+    ann = socketio.AsyncClient(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
 
     async def on_message(m):
         nonlocal last_seq
@@ -218,8 +215,10 @@ async def test_sigterm_drains_and_clients_reconnect_by_themselves(workers, start
     assert (await c.call("joinRoom", {"username": "dora", "room": room}))["ok"]
     first = c.eio.sid
     victim = next(w for w in ws if first.startswith(f"w{w.worker_id}."))
-    sends = [asyncio.ensure_future(c.call("chatMessage", {"room": room, "message": f"m{i}"}))
-             for i in range(20)]
+    sends = [
+        asyncio.ensure_future(c.call("chatMessage", {"room": room, "message": f"m{i}"}))
+        for i in range(20)
+    ]
     await asyncio.sleep(0.01)
     victim.signal(15)
     code = victim.proc.wait(8)

@@ -18,9 +18,21 @@ OUTAGE_SECS = 7  # longer than the 5 s after which a queued publish is dropped
 
 def start_redis(port: int, tmp_path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 10
     import redis
@@ -109,7 +121,7 @@ async def test_workers_started_while_redis_is_down_serve_local_rooms_then_join_t
                 if http_get(w.url + "/healthz", timeout=0.5)[0] == 200:
                     break
             except OSError:
-                time.sleep(0.1)
+                await asyncio.sleep(0.1)
         assert http_get(w.url + "/readyz")[0] == 503  # alive, but not ready without Redis
     a = await client(w1.url)
     b = await client(w1.url)
@@ -124,9 +136,10 @@ async def test_workers_started_while_redis_is_down_serve_local_rooms_then_join_t
         far = await client(w2.url)
         await far.join(room, "far")
         while time.monotonic() - started < 5:
-            if metric(w1.url, "chatd_bus_listener_up") == 1 and metric(
-                w2.url, "chatd_bus_listener_up"
-            ) == 1:
+            if (
+                metric(w1.url, "chatd_bus_listener_up") == 1
+                and metric(w2.url, "chatd_bus_listener_up") == 1
+            ):
                 break
             await asyncio.sleep(0.05)
         crossing = await a.send(room, "across workers")

@@ -26,7 +26,11 @@ def port_open(port: int) -> bool:
 def ctl(env: dict[str, str], *args: str) -> str:
     out = subprocess.run(
         [str(ROOT / ".venv/bin/supervisorctl"), "-c", str(ROOT / "supervisord.conf"), *args],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     return out.stdout
 
@@ -34,23 +38,33 @@ def ctl(env: dict[str, str], *args: str) -> str:
 @pytest.fixture
 def cluster(services):
     busy = [p for p in range(3001, 3001 + WORKERS) if port_open(p)]
-    if busy or (ROOT / "var/run/supervisor.sock").exists() and port_open(3001):
+    pidfile = ROOT / "var/run/supervisord.pid"
+    if busy or (pidfile.exists() and os.path.exists(f"/proc/{pidfile.read_text().strip()}")):
         message = f"ports {busy} or var/run/supervisor.sock in use by another chatd cluster"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
     front = free_port()
     env = services.env(
-        CHATD_WORKERS=str(WORKERS), CHATD_FRONT_LISTEN=f"127.0.0.1:{front}",
+        CHATD_WORKERS=str(WORKERS),
+        CHATD_FRONT_LISTEN=f"127.0.0.1:{front}",
     )
     start = subprocess.run(
-        [str(ROOT / "scripts/start")], env=env, capture_output=True, text=True, timeout=120,
+        [str(ROOT / "scripts/start")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     assert start.returncode == 0, start.stdout + start.stderr
     yield env, front
     stop = subprocess.run(
-        [str(ROOT / "scripts/stop")], env=env, capture_output=True, text=True, timeout=60,
+        [str(ROOT / "scripts/stop")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert stop.returncode == 0, stop.stdout + stop.stderr
@@ -81,8 +95,14 @@ def test_start_runs_one_worker_per_setting_and_stop_leaves_nothing(cluster):
     assert back_after is not None and back_after <= 3.0, back_after
 
     supervisord_pid = int((ROOT / "var/run/supervisord.pid").read_text())
-    stop = subprocess.run([str(ROOT / "scripts/stop")], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    stop = subprocess.run(
+        [str(ROOT / "scripts/stop")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert stop.returncode == 0, stop.stderr
     with pytest.raises(ProcessLookupError):
         os.kill(supervisord_pid, 0)
