@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import pytest
 import socketio
@@ -180,6 +181,9 @@ async def test_sigkilled_workers_clients_reconnect_and_recover_every_message(
     victim = next(w for w in ws if w.worker_id == int(ann.eio.sid[1 : ann.eio.sid.index(".")]))
     survivor = next(w for w in ws if w is not victim)
 
+    ghost = socketio.AsyncClient(reconnection=False)
+    await ghost.connect(victim.url, wait_timeout=10)
+    assert (await ghost.call("joinRoom", {"username": "ghost", "room": room}))["ok"]
     bob = socketio.AsyncClient(reconnection=False)
     await bob.connect(survivor.url, wait_timeout=10)
     assert (await bob.call("joinRoom", {"username": "bob", "room": room}))["ok"]
@@ -200,6 +204,15 @@ async def test_sigkilled_workers_clients_reconnect_and_recover_every_message(
         await asyncio.sleep(0.05)
     assert want <= set(seen), sorted(want - set(seen))
     assert ann.connected and ann.eio.sid.startswith(f"w{survivor.worker_id}.")
+    # The dead worker cannot say goodbye; its users fade out of presence within 30 s.
+    killed = time.monotonic()
+    online = None
+    while time.monotonic() - killed < 30:
+        online = (await bob.call("joinRoom", {"username": "bob", "room": room}))["online"]
+        if "ghost" not in online:
+            break
+        await asyncio.sleep(0.5)
+    assert online == ["ann", "bob"], online
     await ann.disconnect()
     await bob.disconnect()
     victim.start()

@@ -108,3 +108,59 @@ def test_start_runs_one_worker_per_setting_and_stop_leaves_nothing(cluster):
         os.kill(supervisord_pid, 0)
     for port in (3001, 3002, front):
         assert not port_open(port), port
+
+
+def test_embedded_services_keep_data_across_stop_and_start(services, tmp_path):
+    """With no CHATD_REDIS_URL / CHATD_MONGO_URL, scripts/start runs its own Redis and FerretDB
+    under supervisord, and rooms and messages survive scripts/stop + scripts/start."""
+    busy = [p for p in (6379, 27017, 3001, 3002) if port_open(p)]
+    if busy:
+        message = f"ports {busy} are in use; the embedded services need them"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    front = free_port()
+    env = {
+        k: v for k, v in services.env().items() if k not in ("CHATD_REDIS_URL", "CHATD_MONGO_URL")
+    }
+    env.update(CHATD_WORKERS=str(WORKERS), CHATD_FRONT_LISTEN=f"127.0.0.1:{front}")
+    room = "persist-" + services.mongo_db[-8:]
+
+    def run(script: str) -> None:
+        out = subprocess.run(
+            [str(ROOT / "scripts" / script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+
+    import json
+    import urllib.request
+
+    run("start")
+    try:
+        status = ctl(env, "status")
+        assert "redis" in status and "ferretdb" in status
+        for name in ("redis", "ferretdb"):
+            assert "RUNNING" in status.split(name, 1)[1].splitlines()[0], status
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{front}/api/rooms",
+            data=json.dumps({"name": room}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback
+            assert resp.status in (200, 201)
+    finally:
+        run("stop")
+    assert not port_open(6379) and not port_open(27017)
+    run("start")
+    try:
+        _, body = http_get(f"http://127.0.0.1:{front}/api/rooms")
+        assert room in {r["name"] for r in json.loads(body)["rooms"]}
+    finally:
+        run("stop")
+    assert not port_open(6379) and not port_open(27017)
