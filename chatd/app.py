@@ -13,6 +13,8 @@ import engineio.payload
 import socketio
 import tornado.web
 from tornado.httpserver import HTTPServer
+from tornado.iostream import StreamBufferFullError
+from tornado.websocket import WebSocketClosedError
 
 from chatd import http
 from chatd.bus import ChatRedisManager, Presence
@@ -61,7 +63,14 @@ def origin_allowed(origin: str | None, host: str | None, extra: list[str]) -> bo
     return origin in extra
 
 
-def socket_handler(sio: socketio.AsyncServer, extra_origins: list[str]) -> type[Any]:
+def _retrieve_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def socket_handler(
+    sio: socketio.AsyncServer, extra_origins: list[str], outbuf_bytes: int
+) -> type[Any]:
     base: type[Any] = socketio.get_tornado_handler(sio)
 
     class SocketHandler(base):  # type: ignore[misc]
@@ -73,6 +82,31 @@ def socket_handler(sio: socketio.AsyncServer, extra_origins: list[str]) -> type[
                 self.finish("unsupported Engine.IO protocol version")
                 return
             await super().get(*args, **kwargs)
+
+        async def open(self, *args: Any, **kwargs: Any) -> None:
+            # Tornado's write buffer is unbounded and Engine.IO ignores flow control, so a
+            # client that stops reading would grow the worker by the room's whole traffic
+            # until the ping timeout (RELIABILITY.md finding 7). Cap it and cut the client.
+            if self.ws_connection is not None:
+                self.ws_connection.stream.max_write_buffer_size = outbuf_bytes
+            await super().open(*args, **kwargs)
+
+        def write_message(self, message: Any, binary: bool = False) -> Any:
+            try:
+                sent = super().write_message(message, binary=binary)
+            except StreamBufferFullError:
+                log.warning(
+                    "slow consumer from %s: over %d bytes unsent, closing",
+                    self.request.remote_ip,
+                    outbuf_bytes,
+                )
+                if self.ws_connection is not None:
+                    self.ws_connection.stream.close()
+                raise WebSocketClosedError() from None
+            # Engine.IO drops this future; without a reader, every write pending when a client
+            # goes away would log "Task exception was never retrieved".
+            sent.add_done_callback(_retrieve_exception)
+            return sent
 
         def check_origin(self, origin: str) -> bool:
             return origin_allowed(origin, self.request.host, extra_origins)
@@ -128,7 +162,7 @@ def build_worker(settings: Settings) -> Worker:
     wid = settings.server_worker_id
     app = tornado.web.Application(
         [
-            (r"/socket.io/", socket_handler(sio, extra)),
+            (r"/socket.io/", socket_handler(sio, extra, settings.limits_outbuf_bytes)),
             (
                 r"/api/rooms",
                 http.RoomsHandler,

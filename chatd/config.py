@@ -49,6 +49,7 @@ class Settings:
     limits_rate_per_minute: int = 120
     limits_history: int = 50
     limits_replay: int = 500
+    limits_outbuf_bytes: int = 1_048_576
     limits_ping_interval_secs: int = 25
     limits_ping_timeout_secs: int = 20
 
@@ -111,6 +112,8 @@ class Settings:
             bad("limits_history", "must be 1..1000")
         if not 1 <= self.limits_replay <= 10_000:
             bad("limits_replay", "must be 1..10000")
+        if not 65_536 <= self.limits_outbuf_bytes <= 64 * 1_048_576:
+            bad("limits_outbuf_bytes", "must be 65536..67108864")
         if not 1 <= self.limits_ping_interval_secs <= 300:
             bad("limits_ping_interval_secs", "must be 1..300")
         if not 1 <= self.limits_ping_timeout_secs <= 300:
