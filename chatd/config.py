@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 ROOT_DIR = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = ROOT_DIR / "config" / "chatd.toml"
 SECTIONS = ("server", "redis", "mongo", "limits")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class ConfigError(Exception):
@@ -84,8 +85,19 @@ class Settings:
                 bad("server_cors_origins", f"{origin!r} is not an http(s) origin ('*' is refused)")
         if not self.static_path.is_dir():
             bad("server_static_dir", f"{self.static_path} is not a directory")
-        if urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
+        redis_url = urlparse(self.redis_url)
+        if redis_url.scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
             bad("redis_url", "must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+        elif (
+            redis_url.scheme in ("redis", "rediss")
+            and redis_url.hostname not in LOOPBACK_HOSTS
+            and not redis_url.password
+        ):
+            # Whoever can PUBLISH to the bus can push events to every client (RELIABILITY.md
+            # finding 9), so a Redis off this machine must require a password.
+            bad(
+                "redis_url", "a Redis that is not on loopback needs a password (redis://:PASS@host)"
+            )
         plain_prefix = self.redis_prefix.replace("-", "").replace("_", "")
         if not plain_prefix.isalnum():
             bad("redis_prefix", "must be letters, digits, '-' or '_'")
