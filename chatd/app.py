@@ -77,7 +77,7 @@ def socket_handler(
         async def get(self, *args: Any, **kwargs: Any) -> None:
             # Engine.IO rejects other protocol versions only after the 101 and then leaves the
             # socket open and idle (RELIABILITY.md finding 5); refuse them before upgrading.
-            if self.get_query_argument("EIO", "4") != "4":
+            if self.get_query_argument("EIO", None) != "4":
                 self.set_status(400)
                 self.finish("unsupported Engine.IO protocol version")
                 return
@@ -89,6 +89,9 @@ def socket_handler(
             # until the ping timeout (RELIABILITY.md finding 7). Cap it and cut the client.
             if self.ws_connection is not None:
                 self.ws_connection.stream.max_write_buffer_size = outbuf_bytes
+            # Without TCP_NODELAY an ack written right after a broadcast waits for the client's
+            # delayed ACK: about 40 ms on every sequential send.
+            self.set_nodelay(True)
             await super().open(*args, **kwargs)
 
         def write_message(self, message: Any, binary: bool = False) -> Any:
@@ -119,6 +122,33 @@ def socket_handler(
     return SocketHandler
 
 
+class ChatServer(socketio.AsyncServer):  # type: ignore[misc]
+    """Disconnects a client whose packet cannot be decoded, instead of logging a traceback per
+    packet and keeping it (a 100k-deep JSON array raises RecursionError in the decoder).
+    Binary packets are refused too: the chat protocol is JSON only."""
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if not isinstance(data, str) or data[:1] in ("5", "6"):
+            await self._drop(eio_sid, "binary packet")
+            return
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except (ValueError, RecursionError) as exc:
+            await self._drop(eio_sid, f"malformed packet ({type(exc).__name__})")
+
+    async def _drop(self, eio_sid: str, why: str) -> None:
+        log.info("%s from %s: disconnecting", why, eio_sid)
+        socket = self.eio.sockets.pop(eio_sid, None)
+        if socket is None:
+            return
+        # wait=False: waiting for the send queue to drain hangs on a polling client that does
+        # not poll (RELIABILITY.md finding 3).
+        await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        # Engine.IO only queues a CLOSE packet; ending the queue makes the WebSocket writer
+        # close the connection now, not at the 45 s heartbeat (RELIABILITY.md finding 8).
+        socket.queue.put_nowait(None)
+
+
 def build_worker(settings: Settings) -> Worker:
     metrics = Metrics()
     store = Store(settings.mongo_url, settings.mongo_db, settings.mongo_timeout_secs)
@@ -128,7 +158,7 @@ def build_worker(settings: Settings) -> Worker:
     def cors_allowed(origin: str | None, environ: dict[str, Any]) -> bool:
         return origin_allowed(origin, environ.get("HTTP_HOST"), extra)
 
-    sio = socketio.AsyncServer(
+    sio = ChatServer(
         async_mode="tornado",
         client_manager=manager,
         cors_allowed_origins=cors_allowed,

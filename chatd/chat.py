@@ -7,7 +7,9 @@ broadcast message always exists in history (DESIGN.md, Write path and guarantees
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,10 @@ from chatd.protocol import JoinRequest, MessageRequest
 from chatd.store import Store
 
 Emit = Callable[[str, Any, str], Awaitable[None]]
+
+# Seq collisions only happen between workers sharing one room on FerretDB; each retry first
+# catches the counter up to the stored maximum, so a few tries are plenty.
+SEQ_ATTEMPTS = 20
 
 
 def room_channel(room: str) -> str:
@@ -56,6 +62,10 @@ class Chat:
         self._store = store
         self._emit = emit
         self._metrics = metrics
+        # Weak values: a room's lock lives while a send holds or awaits it, then goes.
+        self._room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def join(self, request: JoinRequest) -> JoinResult:
         """Create the room if new and read the history the joiner should get.
@@ -76,26 +86,42 @@ class Chat:
         return JoinResult(room=room, created=created, history=history, has_more=has_more)
 
     async def send(self, user: str, request: MessageRequest) -> SendResult:
-        if request.client_id is not None:
-            earlier = await self._store.find_by_client_id(request.room, request.client_id)
-            if earlier is not None:
-                return SendResult(earlier, duplicate=True)
         client_id = request.client_id or "srv-" + uuid.uuid4().hex
-        now = utc_now()
-        seq = await self._store.next_seq(request.room, now)
-        try:
-            message = await self._store.insert_message(
-                request.room, user, request.text, seq, client_id, now
-            )
-        except DuplicateKeyError:
-            # The same client_id raced in from another connection; it won, answer with it.
-            earlier = await self._store.find_by_client_id(request.room, client_id)
-            if earlier is None:
-                raise Unavailable("message store is unavailable, try again") from None
-            return SendResult(earlier, duplicate=True)
-        await self._emit(protocol.CHAT_MESSAGE, message.to_wire(), room_channel(request.room))
-        self._metrics.messages.inc()
-        return SendResult(message, duplicate=False)
+        # One send at a time per room on this worker: concurrent seq updates of one room are
+        # not isolated on FerretDB (Store.next_seq), local broadcasts leave in seq order, and
+        # a retry racing its original on this worker is found here without spending a seq.
+        async with self._room_lock(request.room):
+            if request.client_id is not None:
+                earlier = await self._store.find_by_client_id(request.room, request.client_id)
+                if earlier is not None:
+                    return SendResult(earlier, duplicate=True)
+            for _ in range(SEQ_ATTEMPTS):
+                now = utc_now()
+                seq = await self._store.next_seq(request.room, now)
+                try:
+                    message = await self._store.insert_message(
+                        request.room, user, request.text, seq, client_id, now
+                    )
+                except DuplicateKeyError:
+                    # Either the same client_id raced in from another connection (it won:
+                    # answer with it), or another worker stored this seq first.
+                    earlier = await self._store.find_by_client_id(request.room, client_id)
+                    if earlier is not None:
+                        return SendResult(earlier, duplicate=True)
+                    await self._store.catch_up_seq(request.room)
+                    continue
+                await self._emit(
+                    protocol.CHAT_MESSAGE, message.to_wire(), room_channel(request.room)
+                )
+                self._metrics.messages.inc()
+                return SendResult(message, duplicate=False)
+        raise Unavailable("message store is busy, try again")
+
+    def _room_lock(self, room: str) -> asyncio.Lock:
+        lock = self._room_locks.get(room)
+        if lock is None:
+            lock = self._room_locks[room] = asyncio.Lock()
+        return lock
 
     async def create_room(self, name: str) -> tuple[Room, bool]:
         return await self._store.ensure_room(name)

@@ -19,8 +19,12 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--host", dest="server_host", help="address to bind (default 0.0.0.0)")
         cmd.add_argument("--port", dest="server_port", type=int, help="port (default 3000)")
-        cmd.add_argument("--worker-id", dest="server_worker_id", type=int,
-                         help="1..N inside a cluster; prefixes Engine.IO session ids")
+        cmd.add_argument(
+            "--worker-id",
+            dest="server_worker_id",
+            type=int,
+            help="1..N inside a cluster; prefixes Engine.IO session ids",
+        )
         cmd.add_argument("--redis-url", dest="redis_url")
         cmd.add_argument("--mongo-url", dest="mongo_url")
         cmd.add_argument("--log-level", dest="server_log_level")

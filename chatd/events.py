@@ -39,9 +39,11 @@ class Session:
     )
     joined: dict[str, str] = field(default_factory=dict)  # room -> username
     last_room: str | None = None
-    # python-socketio runs each event in its own task; this keeps one sender's messages in
-    # the order they were sent (seq order = send order, RELIABILITY.md F10).
-    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # python-socketio runs each event in its own task. Holding this lock around every event of
+    # the connection handles them in the order they were sent: a chatMessage emitted right
+    # after its joinRoom (without waiting for the ack) finds the room joined, and one sender's
+    # seq order is its send order (RELIABILITY.md F10). Tasks reach the lock in arrival order.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Events:
@@ -82,7 +84,8 @@ class Events:
             try:
                 if len(args) > 1:
                     raise InvalidPayload("send one payload per event")
-                return await handler(sid, args[0] if args else None)
+                async with self._session(sid).lock:
+                    return await handler(sid, args[0] if args else None)
             except ChatError as exc:
                 self._metrics.errors.labels(exc.code).inc()
                 log.info("%s refused (sid=%s): %s %s", event, sid, exc.code, exc.message)
@@ -123,11 +126,14 @@ class Events:
         if session is None:
             return
         self._metrics.connected_clients.dec()
-        for room, user in list(session.joined.items()):
-            try:
-                await self._announce_leave(sid, room, user)
-            except Exception:
-                log.exception("leave announcement failed (sid=%s room=%s)", sid, room)
+        # Wait for the event in progress: a join still waiting on MongoDB would otherwise add
+        # this sid to presence after the leave below, a ghost the refresh loop keeps alive.
+        async with session.lock:
+            for room, user in list(session.joined.items()):
+                try:
+                    await self._announce_leave(sid, room, user)
+                except Exception:
+                    log.exception("leave announcement failed (sid=%s room=%s)", sid, room)
 
     async def join_room(self, sid: str, data: Any) -> dict[str, Any]:
         session = self._session(sid)
@@ -180,8 +186,7 @@ class Events:
             raise NotJoined(f"join room {request.room!r} before sending to it")
         if not session.messages.take():
             raise RateLimited("too many messages; slow down")
-        async with session.send_lock:
-            result = await self._chat.send(user, request)
+        result = await self._chat.send(user, request)
         message = result.message
         return protocol.ok(
             id=message.id,

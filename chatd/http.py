@@ -58,8 +58,9 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, ChatError):
-            log.info("%s %s -> %s %s", self.request.method, self.request.path, value.code,
-                     value.message)
+            log.info(
+                "%s %s -> %s %s", self.request.method, self.request.path, value.code, value.message
+            )
         else:
             super().log_exception(typ, value, tb)
 
@@ -104,7 +105,7 @@ class RoomMessagesHandler(JsonHandler):
     async def get(self, raw_room: str) -> None:
         room = protocol.parse_room(raw_room)
         before = protocol.parse_before(self.get_query_argument("before", None))
-        after = protocol.parse_before(self.get_query_argument("after", None))
+        after = protocol.parse_before(self.get_query_argument("after", None), "after")
         if before is not None and after is not None:
             raise InvalidPayload("give either before or after, not both")
         limit = protocol.parse_limit(self.get_query_argument("limit", None), PAGE_DEFAULT, PAGE_MAX)
@@ -134,8 +135,13 @@ class ReadyHandler(JsonHandler):
         redis = await self.presence.ping()
         ready = mongo and redis and not self.state.draining
         self.write_json(
-            {"ok": ready, "worker": self.worker_id, "mongo": mongo, "redis": redis,
-             "draining": self.state.draining},
+            {
+                "ok": ready,
+                "worker": self.worker_id,
+                "mongo": mongo,
+                "redis": redis,
+                "draining": self.state.draining,
+            },
             status=200 if ready else 503,
         )
 

@@ -12,27 +12,36 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.connected_clients = Gauge(
-            "chatd_connected_clients", "Socket.IO clients connected to this worker",
+            "chatd_connected_clients",
+            "Socket.IO clients connected to this worker",
             registry=self.registry,
         )
         self.messages = Counter(
-            "chatd_messages", "Chat messages stored and broadcast by this worker",
+            "chatd_messages",
+            "Chat messages stored and broadcast by this worker",
             registry=self.registry,
         )
         self.event_seconds = Histogram(
-            "chatd_event_seconds", "Time to handle one client event", ["event"],
-            buckets=EVENT_BUCKETS_SECS, registry=self.registry,
+            "chatd_event_seconds",
+            "Time to handle one client event",
+            ["event"],
+            buckets=EVENT_BUCKETS_SECS,
+            registry=self.registry,
         )
         self.errors = Counter(
-            "chatd_errors", "Events answered with an error, by code", ["code"],
+            "chatd_errors",
+            "Events answered with an error, by code",
+            ["code"],
             registry=self.registry,
         )
         self.bus_listener_up = Gauge(
-            "chatd_bus_listener_up", "1 while the Redis subscription is alive",
+            "chatd_bus_listener_up",
+            "1 while the Redis subscription is alive",
             registry=self.registry,
         )
         self.bus_dropped = Counter(
-            "chatd_bus_publish_dropped", "Bus publishes dropped because Redis was unreachable",
+            "chatd_bus_publish_dropped",
+            "Bus publishes dropped because Redis was unreachable",
             registry=self.registry,
         )
 

@@ -26,11 +26,18 @@ ROOM_MAX_CHARS = 64
 USERNAME_MAX_CHARS = 32
 CLIENT_ID_MAX_CHARS = 64
 # Starts with a letter, digit or '_' (any script); then also space, '-' and '.'; no trailing
-# space. A leading '.' would let a room name walk REST paths ('..').
-_NAME_RE = re.compile(r"^\w([\w .\-]*[\w.\-])?$")
-_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+# space. A leading '.' would let a room name walk REST paths ('..'). Used with fullmatch():
+# with match(), '$' also matches before a trailing newline, so "room\n" would pass.
+_NAME_RE = re.compile(r"\w([\w .\-]*[\w.\-])?")
+_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]+")
 # C0 controls other than tab and newline, DEL and the C1 range: never meaningful in chat text.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# JSON may carry unpaired surrogates ("\ud800"), which cannot be encoded as UTF-8 for BSON:
+# they would fail the insert after a seq was taken and answer `internal`.
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+# Query parameters are ASCII digits only: str.isdigit() also accepts '²', which int() refuses,
+# and int() refuses more than 4300 digits; 16 digits hold every seq (< 2**53).
+_QUERY_INT_MAX_DIGITS = 16
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ def parse_name(value: Any, what: str, max_chars: int) -> str:
         raise InvalidPayload(f"{what} must be a string")
     if len(value) > max_chars:
         raise TooLong(f"{what} is longer than {max_chars} characters")
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise InvalidPayload(
             f"{what} must be 1-{max_chars} letters, digits, spaces, '-', '.' or '_', "
             "start with a letter, digit or '_' and not end with a space"
@@ -124,6 +131,8 @@ def parse_text(value: Any, max_chars: int) -> str:
         raise InvalidPayload("message is empty")
     if _CONTROL_RE.search(value):
         raise InvalidPayload("message contains control characters")
+    if _SURROGATE_RE.search(value):
+        raise InvalidPayload("message contains unpaired surrogates")
     return value
 
 
@@ -134,7 +143,7 @@ def parse_client_id(value: Any) -> str | None:
         raise InvalidPayload("client_id must be a non-empty string")
     if len(value) > CLIENT_ID_MAX_CHARS:
         raise TooLong(f"client_id is longer than {CLIENT_ID_MAX_CHARS} characters")
-    if not _CLIENT_ID_RE.match(value):
+    if not _CLIENT_ID_RE.fullmatch(value):
         raise InvalidPayload("client_id may hold only letters, digits, '_', '.', ':' and '-'")
     return value
 
@@ -177,17 +186,22 @@ def parse_typing(data: Any, last_room: str | None) -> TypingRequest:
     return TypingRequest(room=room, typing=typing)
 
 
+def _is_query_int(raw: str) -> bool:
+    return raw.isascii() and raw.isdigit() and len(raw) <= _QUERY_INT_MAX_DIGITS
+
+
 def parse_limit(raw: str | None, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not _is_query_int(raw) or not 1 <= int(raw) <= maximum:
         raise InvalidPayload(f"limit must be an integer 1..{maximum}")
     return int(raw)
 
 
-def parse_before(raw: str | None) -> int | None:
+def parse_before(raw: str | None, what: str = "before") -> int | None:
+    """A seq query parameter (`before` or `after`); None when absent."""
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 16:
-        raise InvalidPayload("before must be a non-negative integer")
+    if not _is_query_int(raw):
+        raise InvalidPayload(f"{what} must be a non-negative integer")
     return int(raw)

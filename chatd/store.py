@@ -132,8 +132,13 @@ class Store:
         return None if doc is None else _room(doc)
 
     async def next_seq(self, room: str, now: datetime) -> int:
-        """Atomically take the room's next seq. Kept in MongoDB, not Redis, so a seq is
-        never reused after Redis restarts empty; a seq taken by a failed insert is skipped."""
+        """Take the room's next seq. Kept in MongoDB, not Redis, so a seq is never reused
+        after Redis restarts empty; a seq taken by a failed insert is skipped.
+
+        Atomic on MongoDB. FerretDB 1.24 (SQLite) applies concurrent updates of one document
+        without isolation: 100 concurrent `$inc`s hand out about a dozen distinct values and
+        leave the counter far behind. The unique (room, seq) index is what finally refuses a
+        reused seq; the caller then calls `catch_up_seq` and takes another."""
         async with _mongo_errors("assign seq"):
             doc = await self.rooms.find_one_and_update(
                 {"name": room},
@@ -144,10 +149,19 @@ class Store:
             raise Unavailable("room vanished while sending")
         return int(doc["last_seq"])
 
+    async def catch_up_seq(self, room: str) -> None:
+        """Raise the room's counter to the highest seq stored, after a seq collision."""
+        async with _mongo_errors("catch up seq"):
+            top = await self.messages.find_one(
+                {"room": room}, sort=[("seq", DESCENDING)], projection={"seq": 1}
+            )
+            if top is not None:
+                await self.rooms.update_one({"name": room}, {"$max": {"last_seq": int(top["seq"])}})
+
     async def insert_message(
         self, room: str, user: str, text: str, seq: int, client_id: str, now: datetime
     ) -> Message:
-        """Raises DuplicateKeyError when `client_id` was already stored in this room."""
+        """Raises DuplicateKeyError when `client_id` or `seq` was already stored in this room."""
         doc = {
             "_id": ObjectId(),
             "room": room,

@@ -38,7 +38,7 @@ def read_frame(sock: socket.socket) -> str:
             data += chunk
         return data
 
-    first, second = exact(2)
+    _first, second = exact(2)
     length = second & 0x7F
     if length == 126:
         length = int.from_bytes(exact(2), "big")
@@ -112,7 +112,7 @@ async def test_client_that_stops_reading_is_disconnected_and_memory_stays_bounde
 
     started = time.monotonic()
     cut_after = None
-    # 4 × 25 messages of ~120 KB to each member: ~12 MB towards the stalled client.
+    # 4 x 25 messages of ~120 KB to each member: ~12 MB towards the stalled client.
     tasks = [asyncio.ensure_future(flood(f, 25)) for f in flooders]
     while not all(t.done() for t in tasks):
         if cut_after is None and gauge(worker.url, "chatd_connected_clients") == 4:
