@@ -18,9 +18,11 @@ class ChatError(Exception):
     code = "internal"
     http_status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # The payload field at fault, when there is one, so a client can point at it.
+        self.field = field
 
 
 class InvalidPayload(ChatError):

@@ -158,11 +158,15 @@ class Events:
             await self._announce_leave(sid, request.room, previous)
         session.joined[request.room] = request.username
         session.last_room = request.room
+        # "X joined" only when X was not already online in the room from another tab or device,
+        # or from the session a reconnect replaces.
+        already_online = request.username in await self._presence.users(request.room)
         await self._presence.add(request.room, sid, request.username)
         await self._sio.emit(protocol.CHAT_HISTORY, [m.to_wire() for m in result.history], to=sid)
         online = await self._presence.users(request.room)
         if not rejoin:
-            await self._notify(sid, "join", request.room, request.username)
+            if not already_online:
+                await self._notify(sid, "join", request.room, request.username)
             await self._sio.emit(
                 protocol.PRESENCE,
                 {"room": request.room, "users": online},
@@ -225,8 +229,9 @@ class Events:
 
     async def _announce_leave(self, sid: str, room: str, user: str) -> None:
         await self._presence.remove(room, sid)
-        await self._notify(sid, "leave", room, user)
         online = await self._presence.users(room)
+        if user not in online:  # still online from another connection: no "X left"
+            await self._notify(sid, "leave", room, user)
         await self._sio.emit(
             protocol.PRESENCE, {"room": room, "users": online}, room=room_channel(room)
         )

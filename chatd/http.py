@@ -48,13 +48,13 @@ class JsonHandler(tornado.web.RequestHandler):
         exc_info = kwargs.get("exc_info")
         error = exc_info[1] if exc_info else None
         if isinstance(error, ChatError):
-            code, message = error.code, error.message
+            body = protocol.fail_from(error)
         elif isinstance(error, tornado.web.HTTPError) and status_code < 500:
-            code, message = "invalid_request", self._reason
+            body = protocol.fail("invalid_request", self._reason)
         else:
-            code, message = "internal", "internal error"
+            body = protocol.fail("internal", "internal error")
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(protocol.fail(code, message)))
+        self.finish(json.dumps(body))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, ChatError):
@@ -162,6 +162,12 @@ class StaticHandler(tornado.web.StaticFileHandler):
     def set_extra_headers(self, path: str) -> None:
         # The page must be revalidated so a new release reaches browsers at once.
         self.set_header("Cache-Control", "no-cache")
+
+    def get_content_type(self) -> str:
+        kind = super().get_content_type()
+        if kind.startswith(("text/", "application/javascript")) and "charset" not in kind:
+            kind += "; charset=utf-8"
+        return kind
 
 
 class NotFoundHandler(JsonHandler):

@@ -74,7 +74,10 @@ def fail(code: str, message: str) -> dict[str, Any]:
 
 
 def fail_from(error: ChatError) -> dict[str, Any]:
-    return fail(error.code, error.message)
+    answer = fail(error.code, error.message)
+    if error.field is not None:
+        answer["error"]["field"] = error.field
+    return answer
 
 
 def _require_object(data: Any) -> dict[str, Any]:
@@ -85,13 +88,14 @@ def _require_object(data: Any) -> dict[str, Any]:
 
 def parse_name(value: Any, what: str, max_chars: int) -> str:
     if not isinstance(value, str):
-        raise InvalidPayload(f"{what} must be a string")
+        raise InvalidPayload(f"{what} must be a string", field=what)
     if len(value) > max_chars:
-        raise TooLong(f"{what} is longer than {max_chars} characters")
+        raise TooLong(f"{what} is longer than {max_chars} characters", field=what)
     if not _NAME_RE.fullmatch(value):
         raise InvalidPayload(
             f"{what} must be 1-{max_chars} letters, digits, spaces, '-', '.' or '_', "
-            "start with a letter, digit or '_' and not end with a space"
+            "start with a letter, digit or '_' and not end with a space",
+            field=what,
         )
     return value
 
@@ -106,9 +110,9 @@ def parse_username(value: Any) -> str:
 
 def parse_seq(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidPayload(f"{what} must be a non-negative integer")
+        raise InvalidPayload(f"{what} must be a non-negative integer", field=what)
     if not 0 <= value < 2**53:
-        raise InvalidPayload(f"{what} must be a non-negative integer")
+        raise InvalidPayload(f"{what} must be a non-negative integer", field=what)
     return value
 
 
@@ -124,15 +128,15 @@ def parse_join(data: Any) -> JoinRequest:
 
 def parse_text(value: Any, max_chars: int) -> str:
     if not isinstance(value, str):
-        raise InvalidPayload("message must be a string")
+        raise InvalidPayload("message must be a string", field="message")
     if len(value) > max_chars:
-        raise TooLong(f"message is longer than {max_chars} characters")
+        raise TooLong(f"message is longer than {max_chars} characters", field="message")
     if not value.strip():
-        raise InvalidPayload("message is empty")
+        raise InvalidPayload("message is empty", field="message")
     if _CONTROL_RE.search(value):
-        raise InvalidPayload("message contains control characters")
+        raise InvalidPayload("message contains control characters", field="message")
     if _SURROGATE_RE.search(value):
-        raise InvalidPayload("message contains unpaired surrogates")
+        raise InvalidPayload("message contains unpaired surrogates", field="message")
     return value
 
 
@@ -140,11 +144,15 @@ def parse_client_id(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise InvalidPayload("client_id must be a non-empty string")
+        raise InvalidPayload("client_id must be a non-empty string", field="client_id")
     if len(value) > CLIENT_ID_MAX_CHARS:
-        raise TooLong(f"client_id is longer than {CLIENT_ID_MAX_CHARS} characters")
+        raise TooLong(
+            f"client_id is longer than {CLIENT_ID_MAX_CHARS} characters", field="client_id"
+        )
     if not _CLIENT_ID_RE.fullmatch(value):
-        raise InvalidPayload("client_id may hold only letters, digits, '_', '.', ':' and '-'")
+        raise InvalidPayload(
+            "client_id may hold only letters, digits, '_', '.', ':' and '-'", field="client_id"
+        )
     return value
 
 
@@ -156,7 +164,7 @@ def parse_message(data: Any, last_room: str | None, max_chars: int) -> MessageRe
     raw_room = obj.get("room")
     if raw_room is None:
         if last_room is None:
-            raise InvalidPayload("no room given and no room joined")
+            raise InvalidPayload("no room given and no room joined", field="room")
         room = last_room
     else:
         room = parse_room(raw_room)
@@ -176,13 +184,13 @@ def parse_typing(data: Any, last_room: str | None) -> TypingRequest:
     raw_room = obj.get("room")
     if raw_room is None:
         if last_room is None:
-            raise InvalidPayload("no room given and no room joined")
+            raise InvalidPayload("no room given and no room joined", field="room")
         room = last_room
     else:
         room = parse_room(raw_room)
     typing = obj.get("typing", True)
     if not isinstance(typing, bool):
-        raise InvalidPayload("typing must be true or false")
+        raise InvalidPayload("typing must be true or false", field="typing")
     return TypingRequest(room=room, typing=typing)
 
 
@@ -194,7 +202,7 @@ def parse_limit(raw: str | None, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default
     if not _is_query_int(raw) or not 1 <= int(raw) <= maximum:
-        raise InvalidPayload(f"limit must be an integer 1..{maximum}")
+        raise InvalidPayload(f"limit must be an integer 1..{maximum}", field="limit")
     return int(raw)
 
 
@@ -203,5 +211,5 @@ def parse_before(raw: str | None, what: str = "before") -> int | None:
     if raw is None or raw == "":
         return None
     if not _is_query_int(raw):
-        raise InvalidPayload(f"{what} must be a non-negative integer")
+        raise InvalidPayload(f"{what} must be a non-negative integer", field=what)
     return int(raw)

@@ -142,7 +142,7 @@ function join(room) {
         setTimeout(() => join(room), 3_000);
         return;
       }
-      if (/^username/.test(ack.error.message)) {
+      if (ack.error.field === "username") {
         // The server refuses the name itself (stricter than our check): ask for another.
         openWelcome(true);
         showFieldError(ui.welcomeError, `The server refused the name: ${ack.error.message}`);
