@@ -32,6 +32,7 @@ RECONNECT_MIN_SECS = 0.1
 # Capped at 1 s (not 60 s) so the bus is back within about a second of Redis returning.
 RECONNECT_MAX_SECS = 1.0
 REDIS_SOCKET_TIMEOUT_SECS = 2.0
+PRESENCE_POOL_SIZE = 32
 
 
 def channel_name(prefix: str) -> str:
@@ -155,12 +156,17 @@ class Presence:
     """
 
     def __init__(self, url: str, prefix: str, host_id: str, ttl_secs: int) -> None:
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: in a storm of joins or disconnects, commands wait for a connection
+        # (up to the socket timeout) instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=PRESENCE_POOL_SIZE,
+            timeout=REDIS_SOCKET_TIMEOUT_SECS,
             socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECS,
             socket_timeout=REDIS_SOCKET_TIMEOUT_SECS,
             decode_responses=True,
         )
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._prefix = prefix
         self._host_id = host_id
         self._ttl = ttl_secs
@@ -259,4 +265,4 @@ class Presence:
         except (RedisError, OSError):
             log.info("presence not cleared at shutdown; it expires by itself")
         self._local.clear()
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)

@@ -15,7 +15,7 @@ from chatd import protocol
 from chatd.bus import Presence
 from chatd.chat import Chat, room_channel
 from chatd.config import Settings
-from chatd.errors import ChatError, InvalidPayload, NotJoined, RateLimited
+from chatd.errors import ChatError, InvalidPayload, NotJoined, RateLimited, Unavailable
 from chatd.metrics import Metrics
 from chatd.models import iso_millis, utc_now
 from chatd.ratelimit import TokenBucket
@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 MAX_ROOMS_PER_CONNECTION = 50
 JOIN_BURST, JOINS_PER_MINUTE = 10, 60
 TYPING_BURST, TYPING_PER_MINUTE = 10, 120
+# Events of one connection run one at a time. A client that fires faster than MongoDB answers
+# gets refusals beyond this many queued events, instead of an unbounded queue...
+MAX_WAITING_EVENTS = 1024
+# ...and an event that waited this long is answered `unavailable` without being applied: its
+# sender has most likely given up on the ack, and a retry with the same client_id is safe.
+EVENT_DEADLINE_SECS = 10.0
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
@@ -44,6 +50,7 @@ class Session:
     # after its joinRoom (without waiting for the ack) finds the room joined, and one sender's
     # seq order is its send order (RELIABILITY.md F10). Tasks reach the lock in arrival order.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0  # events queued behind `lock`
 
 
 class Events:
@@ -84,8 +91,20 @@ class Events:
             try:
                 if len(args) > 1:
                     raise InvalidPayload("send one payload per event")
-                async with self._session(sid).lock:
+                session = self._session(sid)
+                if session.waiting >= MAX_WAITING_EVENTS:
+                    raise RateLimited("too many requests waiting on this connection; slow down")
+                session.waiting += 1
+                try:
+                    await session.lock.acquire()
+                finally:
+                    session.waiting -= 1
+                try:
+                    if time.perf_counter() - started > EVENT_DEADLINE_SECS:
+                        raise Unavailable("the server is busy; retry")
                     return await handler(sid, args[0] if args else None)
+                finally:
+                    session.lock.release()
             except ChatError as exc:
                 self._metrics.errors.labels(exc.code).inc()
                 log.info("%s refused (sid=%s): %s %s", event, sid, exc.code, exc.message)
