@@ -75,14 +75,13 @@ class Chat:
         """
         room, created = await self._store.ensure_room(request.room)
         if request.since is None:
-            limit = self._settings.limits_history
-            history = await self._store.messages_before(request.room, None, limit)
-            has_more = len(history) == limit and history[0].seq > 1
+            history, has_more = await self._store.messages_before(
+                request.room, room.last_seq + 1, self._settings.limits_history
+            )
         else:
-            limit = self._settings.limits_replay
-            history = await self._store.messages_after(request.room, request.since, limit + 1)
-            has_more = len(history) > limit
-            history = history[:limit]
+            history, has_more = await self._store.messages_after(
+                request.room, request.since, self._settings.limits_replay
+            )
         return JoinResult(room=room, created=created, history=history, has_more=has_more)
 
     async def send(self, user: str, request: MessageRequest) -> SendResult:
@@ -103,13 +102,18 @@ class Chat:
                         request.room, user, request.text, seq, client_id, now
                     )
                 except DuplicateKeyError:
-                    # Either the same client_id raced in from another connection (it won:
-                    # answer with it), or another worker stored this seq first.
-                    earlier = await self._store.find_by_client_id(request.room, client_id)
-                    if earlier is not None:
-                        return SendResult(earlier, duplicate=True)
-                    await self._store.catch_up_seq(request.room)
-                    continue
+                    # Either another worker stored this seq first, or the same client_id raced
+                    # in from another connection (it won: answer with it).
+                    holder = await self._store.get_message(request.room, seq)
+                    if holder is not None and holder.client_id != client_id:
+                        await self._store.catch_up_seq(request.room)
+                        continue
+                    earlier = holder or await self._store.find_by_client_id(request.room, client_id)
+                    if earlier is None:
+                        raise Unavailable("message store is unavailable, try again") from None
+                    return SendResult(earlier, duplicate=True)
+                if request.client_id is not None:
+                    await self._store.mark_client_id(request.room, client_id, seq)
                 await self._emit(
                     protocol.CHAT_MESSAGE, message.to_wire(), room_channel(request.room)
                 )
@@ -133,8 +137,5 @@ class Chat:
         if await self._store.get_room(room) is None:
             raise NotFound(f"room {room!r} does not exist")
         if after is not None:
-            messages = await self._store.messages_after(room, after, limit + 1)
-            return messages[:limit], len(messages) > limit
-        messages = await self._store.messages_before(room, before, limit + 1)
-        has_more = len(messages) > limit
-        return (messages[1:] if has_more else messages), has_more
+            return await self._store.messages_after(room, after, limit)
+        return await self._store.messages_before(room, before, limit)

@@ -27,7 +27,7 @@ JOIN_BURST, JOINS_PER_MINUTE = 10, 60
 TYPING_BURST, TYPING_PER_MINUTE = 10, 120
 # Events of one connection run one at a time. A client that fires faster than MongoDB answers
 # gets refusals beyond this many queued events, instead of an unbounded queue...
-MAX_WAITING_EVENTS = 1024
+MAX_WAITING_EVENTS = 256
 # ...and an event that waited this long is answered `unavailable` without being applied: its
 # sender has most likely given up on the ack, and a retry with the same client_id is safe.
 EVENT_DEADLINE_SECS = 10.0

@@ -1,5 +1,5 @@
-"""One connection cannot queue unbounded work: beyond 1024 waiting events it is refused at
-once, and nothing refused is stored or broadcast."""
+"""One connection cannot queue unbounded work: beyond MAX_WAITING_EVENTS (256) waiting
+events it is refused at once, and nothing refused is stored or broadcast."""
 
 from __future__ import annotations
 

@@ -96,7 +96,16 @@ def assert_clean_store(mongo, room: str, valid_texts: list[str]) -> None:
     docs = list(mongo.messages.find({"room": room}).sort("seq", 1))
     assert [d["message"] for d in docs] == valid_texts
     for doc in mongo.messages.find({}):
-        assert set(doc) == {"_id", "room", "seq", "user", "message", "timestamp", "client_id"}
+        assert set(doc) == {
+            "_id",
+            "mid",
+            "room",
+            "seq",
+            "user",
+            "message",
+            "timestamp",
+            "client_id",
+        }
         for key in ("room", "user", "message", "client_id"):
             assert isinstance(doc[key], str), doc
         assert type(doc["seq"]) is int
@@ -257,8 +266,8 @@ async def test_unknown_and_operator_keys_beside_valid_fields_are_ignored_not_sto
     assert ack["ok"], ack
     [doc] = list(mongo.messages.find({"room": room}))
     assert (doc["user"], doc["message"], doc["seq"]) == ("ann", "plain", 1)
-    assert set(doc) == {"_id", "room", "seq", "user", "message", "timestamp", "client_id"}
-    assert str(doc["_id"]) == ack["id"] != "x"
+    assert set(doc) == {"_id", "mid", "room", "seq", "user", "message", "timestamp", "client_id"}
+    assert doc["mid"] == ack["id"] != "x"
 
 
 async def test_null_in_an_optional_field_means_absent(server, client, room, mongo):

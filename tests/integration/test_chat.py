@@ -173,7 +173,7 @@ async def test_message_is_acked_then_broadcast_to_members_and_sender(server, cli
     await asyncio.sleep(SETTLE_SECS)
     assert outsider.messages() == []
     [doc] = stored(mongo, room)
-    assert str(doc["_id"]) == ack["id"]
+    assert doc["mid"] == ack["id"]
     assert (doc["user"], doc["message"], doc["seq"]) == ("ann", "hello <b>world</b>", 1)
 
 

@@ -1,0 +1,7 @@
+"""`python -m benchlib` is scripts/bench."""
+
+import sys
+
+from benchlib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,214 @@
+"""`scripts/bench SCENARIO [options]`: argument parsing, time budget and the final report."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from benchlib import report, runner, scenarios
+from benchlib.guard import TargetError, parse_targets, raise_fd_limit
+
+DESCRIPTION = """\
+Load generator for chatd. It speaks Engine.IO v4 / Socket.IO v5 over WebSocket itself,
+measures send -> delivery latency at every member, loss, duplicates and order by room seq,
+acked sends, and the CPU of the worker processes and of itself per delivery.
+
+Loopback targets only. Every run is bounded in time and stops by itself.
+
+Start the workers with the per-connection message limit raised, or the benchmark measures
+the rate limiter (default burst 20, 120/min; rate_limited acks are reported as errors):
+
+  CHATD_LIMITS_RATE_PER_MINUTE=60000 CHATD_LIMITS_RATE_BURST=1000 \\
+  CHATD_MONGO_DB=bench scripts/spawn 2          # workers on 127.0.0.1:3001,3002
+
+scenarios (each one command; defaults in `scripts/bench SCENARIO --help`):
+  smoke    20 clients, 2 rooms, 2 senders at 5 msg/s for 3 s; exits 1 unless 0 loss/errors
+  fanout   1000 clients in 10 rooms over all targets; steps the rate up until p99 > 100 ms
+           or loss > 0; reports the highest rate that met both
+  latency  the fanout layout at a fixed 10,000 deliveries/s (--repeat runs)
+  ingest   200 rooms x 2 members, 200 senders: acked (= persisted) messages/s, stepped up
+  idle     worker RSS per idle connection at 2,000 and 10,000 connections
+  scaling  fanout step-up against 1 worker, then 2 (starts them with scripts/spawn
+           --base-port, or give --target-1 and --target-2)
+"""
+
+DEFAULT_TARGET = "http://127.0.0.1:3001,http://127.0.0.1:3002"
+SCENARIO_DEFAULTS: dict[str, dict[str, object]] = {
+    "smoke": dict(clients=20, rooms=2, senders=2, rate=5.0, duration=3.0, warmup=1.0, procs=1),
+    "fanout": dict(clients=1000, rooms=10, senders=10, rate=1.0, duration=10.0, warmup=3.0),
+    "latency": dict(clients=1000, rooms=10, senders=10, duration=30.0, warmup=5.0),
+    "ingest": dict(clients=400, rooms=200, senders=200, rate=0.05, duration=10.0, warmup=3.0),
+    "idle": dict(clients=0, rooms=1, senders=0, procs=1, connect_concurrency=100),
+    "scaling": dict(clients=1000, rooms=10, senders=10, rate=1.0, duration=10.0, warmup=3.0),
+}
+MAX_CLIENTS = 20_000
+MAX_DURATION_SECS = 600.0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target",
+        default=DEFAULT_TARGET,
+        help="worker or front-door URL, or a comma list spread round-robin "
+        f"(default {DEFAULT_TARGET})",
+    )
+    p.add_argument("--clients", type=int, help="connections")
+    p.add_argument("--rooms", type=int, help="rooms the clients are spread over")
+    p.add_argument("--senders", type=int, help="clients that send (spread over rooms)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=5.0,
+        help="messages/s per sender (the first step when stepping)",
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per phase")
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before it")
+    p.add_argument("--procs", type=int, default=2, help="load processes the clients split over")
+    p.add_argument(
+        "--deflate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="offer permessage-deflate like browsers do (default on)",
+    )
+    p.add_argument(
+        "--client-id",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="send a client_id with each message, as a client that retries does (costs the "
+        "server one more MongoDB query per message)",
+    )
+    p.add_argument("--json", metavar="OUT", help="also write the full report as JSON")
+    p.add_argument(
+        "--worker-pids", help="comma list; default: processes listening on the target ports"
+    )
+    p.add_argument(
+        "--service-ports",
+        default=runner.default_service_ports(),
+        help="Redis and MongoDB ports whose CPU is reported (default from "
+        "CHATD_REDIS_URL / CHATD_MONGO_URL)",
+    )
+    p.add_argument("--ack-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=5.0,
+        help="seconds to wait for missing deliveries after sending stops",
+    )
+    p.add_argument("--pause", type=float, default=2.0, help="seconds between phases")
+    p.add_argument("--connect-concurrency", type=int, default=200)
+    p.add_argument(
+        "--join-concurrency",
+        type=int,
+        default=10,
+        help="joins in flight per load process (a join storm is not what these measure)",
+    )
+    p.add_argument("--connect-timeout", type=float, default=30.0)
+    p.add_argument(
+        "--max-wall", type=float, default=1800.0, help="hard limit on the whole run, seconds"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="scenario", required=True)
+    for name, defaults in SCENARIO_DEFAULTS.items():
+        p = sub.add_parser(name, help=DESCRIPTION.split(f"  {name} ", 1)[1].split("\n")[0])
+        _common(p)
+        if name in ("fanout", "ingest", "scaling"):
+            p.add_argument("--step", type=float, default=1.5, help="rate factor per step")
+            p.add_argument("--max-steps", type=int, default=8)
+            p.add_argument(
+                "--p99-ms",
+                type=float,
+                default=100.0,
+                help="pass mark: delivery p99 (fanout) or ack p99 (ingest)",
+            )
+            p.add_argument(
+                "--stop-p99-ms",
+                type=float,
+                default=1000.0,
+                help="steps go on past the pass mark while p99 stays under this, loss is 0 "
+                "and the generator keeps up",
+            )
+        if name == "latency":
+            p.add_argument(
+                "--deliveries",
+                type=float,
+                default=10_000.0,
+                help="deliveries/s to hold (sets the per-sender rate)",
+            )
+            p.add_argument("--repeat", type=int, default=2, help="measured runs in a row")
+        if name == "idle":
+            p.add_argument("--counts", default="2000,10000", help="connection counts")
+            p.add_argument(
+                "--settle", type=float, default=5.0, help="seconds before each RSS reading"
+            )
+            p.add_argument(
+                "--spawn",
+                type=int,
+                default=0,
+                metavar="N",
+                help="start N fresh workers per count with scripts/spawn (freed "
+                "memory of an earlier count is otherwise reused)",
+            )
+        if name in ("idle", "scaling"):
+            p.add_argument(
+                "--base-port",
+                type=int,
+                default=3400,
+                help="scripts/spawn --base-port for workers started here",
+            )
+        if name == "scaling":
+            p.add_argument("--target-1", help="one worker's URL (default: spawn one)")
+            p.add_argument("--target-2", help="two workers' URLs (default: spawn two)")
+        p.set_defaults(**defaults)
+    return parser
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.scenario != "idle":
+        parse_targets(args.target)
+    for given in (getattr(args, "target_1", None), getattr(args, "target_2", None)):
+        if given:
+            parse_targets(given)
+    counts = [int(c) for c in args.counts.split(",")] if args.scenario == "idle" else []
+    if max([args.clients, *counts]) > MAX_CLIENTS:
+        raise TargetError(f"at most {MAX_CLIENTS} clients")
+    if args.senders * args.rate > runner.MAX_SEND_RATE:
+        raise TargetError(f"at most {runner.MAX_SEND_RATE:g} messages/s in all")
+    if not 0 < args.duration <= MAX_DURATION_SECS or args.warmup < 0:
+        raise TargetError(f"--duration must be 0..{MAX_DURATION_SECS:g} s")
+    if not 1 <= args.procs <= 16:
+        raise TargetError("--procs must be 1..16")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _check(args)
+    except (TargetError, ValueError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    # SIGTERM unwinds like Ctrl-C, so the load processes are told to close their sockets.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    args.deadline = time.monotonic() + args.max_wall
+    args.run_id = runner.new_run_id()
+    raise_fd_limit(65536)
+    header = {
+        "scenario": args.scenario,
+        "versions": report.versions(),
+        "host_before": report.host(),
+        "options": {k: v for k, v in vars(args).items() if k not in ("deadline",)},
+    }
+    print(" ".join(f"{k} {v}" for k, v in header["versions"].items()), flush=True)
+    body, status = scenarios.SCENARIOS[args.scenario](args)
+    if args.json:
+        report.write_json(args.json, {**header, **body, "host_after": report.host()})
+        print(f"report written to {args.json}")
+    return status

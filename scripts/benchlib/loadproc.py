@@ -1,0 +1,364 @@
+"""One load process: holds its share of the clients and runs the phases the parent orders.
+
+Talks to the parent over a multiprocessing pipe:
+  child -> ("ready", summary) once connected and joined;
+  parent -> ("phase", PhaseSpec); child -> ("progress", counters) every second,
+  then ("acked", {room: [seq]}) when its sends are settled;
+  parent -> ("expect", {room: [seq]} of every process); child -> ("result", stats);
+  parent -> ("close",); child -> ("closed", summary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+from array import array
+from collections import Counter
+from multiprocessing.connection import Connection
+from typing import Any
+
+import aiohttp
+
+from benchlib.guard import raise_fd_limit
+from benchlib.member import Member
+from benchlib.plan import ClientSpec, PhaseSpec, ProcPlan
+from benchlib.sio import SioClient, SioError
+
+PROGRESS_SECS = 1.0
+JOIN_TIMEOUT_SECS = 10.0
+JOIN_ATTEMPTS = 5
+
+
+class Phase:
+    """Counters of the phase being run; a fresh one per phase."""
+
+    def __init__(self, spec: PhaseSpec) -> None:
+        self.spec = spec
+        self.win_start = spec.window_start_ns
+        self.win_end = spec.window_end_ns
+        self.sent = self.sent_window = self.acked = self.acked_window = 0
+        self.delivered = self.delivered_window = 0
+        self.late_sends = 0
+        self.max_lag_ns = 0
+        self.errors: Counter[str] = Counter()
+        self.latency_us = array("q")
+        self.ack_us = array("q")
+        self.acked_seqs: dict[str, list[int]] = {}
+        self.cpu_window = [0.0, 0.0]
+        self.dups_start = 0
+        self.ooo_start = 0
+        self.want = -1  # first deliveries of this phase that complete it, once known
+        self.complete = asyncio.Event()
+
+
+class Load:
+    def __init__(self, plan: ProcPlan, conn: Connection) -> None:
+        self.plan = plan
+        self.conn = conn
+        self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self.members: dict[int, Member] = {}
+        self.clients: dict[int, SioClient] = {}
+        self.phase: Phase | None = None
+        self.disconnects = 0
+        self.disconnect_reasons: Counter[str] = Counter()
+        self.connect_errors: Counter[str] = Counter()
+        self.next_n: dict[int, int] = {}
+        self.connected = 0
+        self.live: set[int] = set()
+        self.join_retries = 0
+        self.join_gate = asyncio.Semaphore(1)
+
+    # -- pipe ---------------------------------------------------------------------------
+    def read_pipe(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Runs in a thread: blocking reads keep the pipe in blocking mode (an event-loop
+        reader would make it non-blocking, and a large send would then fail with EAGAIN)."""
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                message = ("close",)
+            loop.call_soon_threadsafe(self.inbox.put_nowait, message)
+            if message[0] == "close":
+                return
+
+    def send(self, *message: Any) -> None:
+        self.conn.send(message)
+
+    # -- connections ----------------------------------------------------------------------
+    def _on_event(self, index: int) -> Any:
+        members = self.members
+
+        def on_event(name: str, data: Any, recv_ns: int) -> None:
+            if name != "chatMessage" or self.phase is None:
+                return
+            member = members.get(index)
+            if member is None or not member.receive(data["seq"]):
+                return
+            phase = self.phase
+            phase.delivered += 1
+            if phase.delivered == phase.want:
+                phase.complete.set()
+            if phase.win_start <= recv_ns < phase.win_end:
+                phase.delivered_window += 1
+            text: str = data["message"]
+            if text.startswith("t="):
+                sent_ns = int(text[2 : text.index("|")])
+                if phase.win_start <= sent_ns < phase.win_end:
+                    phase.latency_us.append((recv_ns - sent_ns) // 1000)
+
+        return on_event
+
+    def _on_close(self, client: SioClient) -> None:
+        if id(client) not in self.live:
+            return  # never finished connecting: counted as a connect error instead
+        self.live.discard(id(client))
+        self.disconnects += 1
+        self.connected -= 1
+        self.disconnect_reasons[client.close_reason[:80]] += 1
+
+    async def _open(
+        self, session: aiohttp.ClientSession, spec: ClientSpec, gate: asyncio.Semaphore
+    ) -> None:
+        client = SioClient(
+            session, spec.target, self.plan.deflate, self._on_event(spec.index), self._on_close
+        )
+        async with gate:
+            try:
+                await client.connect(self.plan.connect_timeout)
+            except (SioError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+                self.connect_errors[f"connect: {type(exc).__name__}"] += 1
+                await client.close()
+                return
+            self.connected += 1
+            self.live.add(id(client))
+            self.clients[spec.index] = client
+        if spec.room is not None:
+            async with self.join_gate:
+                await self._join(client, spec, spec.room)
+
+    async def _join(self, client: SioClient, spec: ClientSpec, room: str) -> None:
+        """Join like a real client: retry a refused or timed-out join with backoff, and
+        count the retries (the server's join path is part of what is measured)."""
+        payload = {"username": f"b{self.plan.run_id}-{spec.index}", "room": room}
+        for attempt in range(JOIN_ATTEMPTS):
+            if attempt:
+                self.join_retries += 1
+                await asyncio.sleep(0.5 * 2**attempt)
+            try:
+                ack = await client.call("joinRoom", payload, JOIN_TIMEOUT_SECS)
+            except TimeoutError:
+                outcome = "timeout"
+                continue
+            except SioError:
+                outcome = "disconnected"
+                break
+            if isinstance(ack, dict) and ack.get("ok"):
+                self.members[spec.index] = Member(room, int(ack["last_seq"]))
+                return
+            outcome = ack.get("error", {}).get("code", "?") if isinstance(ack, dict) else "?"
+            if outcome not in ("unavailable", "internal", "rate_limited"):
+                break
+        self.connect_errors[f"join: {outcome}"] += 1
+
+    async def connect_all(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        started = time.monotonic()
+        gate = asyncio.Semaphore(self.plan.connect_concurrency)
+        self.join_gate = asyncio.Semaphore(self.plan.join_concurrency)
+        tasks = [asyncio.create_task(self._open(session, spec, gate)) for spec in self.plan.clients]
+        while not all(task.done() for task in tasks):
+            await asyncio.wait(tasks, timeout=PROGRESS_SECS)
+            self.send("progress", {"connected": self.connected, "joined": len(self.members)})
+        for task in tasks:
+            task.result()
+        return {
+            "connected": self.connected,
+            "joined": len(self.members),
+            "connect_errors": dict(self.connect_errors),
+            "join_retries": self.join_retries,
+            "connect_secs": time.monotonic() - started,
+            "deflate_negotiated": sum(c.deflate_negotiated for c in self.clients.values()),
+        }
+
+    # -- phases ---------------------------------------------------------------------------
+    async def _send_one(self, client: SioClient, spec: ClientSpec, n: int, phase: Phase) -> None:
+        sent_ns = time.time_ns()
+        payload: dict[str, Any] = {
+            "room": spec.room,
+            "message": f"t={sent_ns}|c={spec.index}|n={n}",
+        }
+        if self.plan.client_id:
+            payload["client_id"] = f"b{self.plan.run_id}-{spec.index}-{n}"
+        in_window = phase.win_start <= sent_ns < phase.win_end
+        phase.sent += 1
+        phase.sent_window += in_window
+        try:
+            ack = await client.call("chatMessage", payload, phase.spec.ack_timeout_secs)
+        except TimeoutError:
+            phase.errors["ack_timeout"] += 1
+            return
+        except SioError:
+            phase.errors["send_failed"] += 1
+            return
+        if not isinstance(ack, dict) or not ack.get("ok"):
+            code = ack.get("error", {}).get("code", "?") if isinstance(ack, dict) else "bad_ack"
+            phase.errors[code] += 1
+            return
+        phase.acked += 1
+        if in_window:
+            phase.acked_window += 1
+            phase.ack_us.append((time.time_ns() - sent_ns) // 1000)
+        assert spec.room is not None
+        phase.acked_seqs.setdefault(spec.room, []).append(int(ack["seq"]))
+
+    async def _sender(self, spec: ClientSpec, phase: Phase, pending: set[asyncio.Task[None]]):
+        client = self.clients.get(spec.index)
+        if client is None or spec.index not in self.members:
+            return
+        interval_ns = int(1e9 / phase.spec.rate)
+        # A random phase per sender, so senders don't all fire at the same instant.
+        due = phase.spec.start_ns + random.randrange(interval_ns)
+        while due < phase.win_end and not client.closed:
+            now = time.time_ns()
+            if due > now:
+                await asyncio.sleep((due - now) / 1e9)
+                now = time.time_ns()
+            lag = now - due
+            if lag > 10_000_000:
+                phase.late_sends += 1
+            phase.max_lag_ns = max(phase.max_lag_ns, lag)
+            n = self.next_n.get(spec.index, 0)
+            self.next_n[spec.index] = n + 1
+            task = asyncio.create_task(self._send_one(client, spec, n, phase))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            due += interval_ns
+
+    async def _sample_cpu(self, phase: Phase) -> None:
+        for slot, at_ns in enumerate((phase.win_start, phase.win_end)):
+            await asyncio.sleep(max(0.0, (at_ns - time.time_ns()) / 1e9))
+            phase.cpu_window[slot] = time.process_time()
+
+    async def run_phase(self, spec: PhaseSpec) -> None:
+        phase = Phase(spec)
+        phase.dups_start = sum(m.duplicates for m in self.members.values())
+        phase.ooo_start = sum(m.out_of_order for m in self.members.values())
+        self.phase = phase
+        pending: set[asyncio.Task[None]] = set()
+        cpu = asyncio.create_task(self._sample_cpu(phase))
+        senders = [
+            asyncio.create_task(self._sender(spec_, phase, pending))
+            for spec_ in self.plan.clients
+            if spec_.sender
+        ]
+        while not all(task.done() for task in senders):
+            await asyncio.wait(senders, timeout=PROGRESS_SECS)
+            self.send("progress", self._progress(phase))
+        while pending:
+            await asyncio.wait(set(pending), timeout=PROGRESS_SECS)
+            self.send("progress", self._progress(phase))
+        await cpu
+        self.send("acked", phase.acked_seqs)
+        expected: dict[str, list[int]] = await self._expect()
+        await self._drain(phase, expected)
+        self.send("result", self._result(phase, expected))
+
+    async def _expect(self) -> dict[str, list[int]]:
+        while True:
+            message = await self.inbox.get()
+            if message[0] == "expect":
+                return dict(message[1])
+            if message[0] == "close":
+                raise asyncio.CancelledError
+
+    async def _drain(self, phase: Phase, expected: dict[str, list[int]]) -> None:
+        """Wait until every member holds every acked message of its room, or drain_secs."""
+        phase.want = sum(len(expected.get(m.room, ())) for m in self.members.values())
+        if phase.delivered >= phase.want:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(phase.complete.wait(), phase.spec.drain_secs)
+
+    def _progress(self, phase: Phase) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "sent": phase.sent,
+            "acked": phase.acked,
+            "delivered": phase.delivered,
+            "errors": sum(phase.errors.values()),
+            "disconnects": self.disconnects,
+        }
+
+    def _result(self, phase: Phase, expected: dict[str, list[int]]) -> dict[str, Any]:
+        lost = lossy = 0
+        for member in self.members.values():
+            missing = member.missing(expected.get(member.room, ()))
+            lost += missing
+            lossy += bool(missing)
+        return {
+            **self._progress(phase),
+            "sent_window": phase.sent_window,
+            "acked_window": phase.acked_window,
+            "delivered_window": phase.delivered_window,
+            "expected": sum(len(expected.get(m.room, ())) for m in self.members.values()),
+            "lost": lost,
+            "members_with_loss": lossy,
+            "members": len(self.members),
+            "duplicates": sum(m.duplicates for m in self.members.values()) - phase.dups_start,
+            "out_of_order": sum(m.out_of_order for m in self.members.values()) - phase.ooo_start,
+            "error_codes": dict(phase.errors),
+            "disconnect_reasons": dict(self.disconnect_reasons),
+            "late_sends": phase.late_sends,
+            "max_send_lag_ms": phase.max_lag_ns / 1e6,
+            "latency_us": phase.latency_us.tobytes(),
+            "ack_us": phase.ack_us.tobytes(),
+            "gen_cpu_secs": phase.cpu_window[1] - phase.cpu_window[0],
+        }
+
+    async def close_all(self) -> None:
+        clients = list(self.clients.values())
+        self.clients.clear()
+        for start in range(0, len(clients), 500):
+            await asyncio.gather(*(c.close() for c in clients[start : start + 500]))
+
+
+async def serve(plan: ProcPlan, conn: Connection) -> None:
+    raise_fd_limit(len(plan.clients) + 1024)
+    load = Load(plan, conn)
+    loop = asyncio.get_running_loop()
+    threading.Thread(target=load.read_pipe, args=(loop,), daemon=True).start()
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        try:
+            load.send("ready", await load.connect_all(session))
+            while True:
+                message = await load.inbox.get()
+                if message[0] == "phase":
+                    await load.run_phase(message[1])
+                elif message[0] == "status":
+                    load.send(
+                        "status",
+                        {
+                            "connected": load.connected,
+                            "disconnects": load.disconnects,
+                            "disconnect_reasons": dict(load.disconnect_reasons),
+                        },
+                    )
+                elif message[0] == "close":
+                    break
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await load.close_all()
+            with contextlib.suppress(OSError, BrokenPipeError):
+                load.send("closed", {"disconnects": load.disconnects})
+
+
+def main(plan: ProcPlan, conn: Connection) -> None:
+    """Entry point of a load process (multiprocessing target)."""
+    import uvloop
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(plan, conn))

@@ -1,0 +1,57 @@
+"""scripts/bench smoke against two real workers: the load generator speaks the protocol, sees
+every broadcast cross workers, and reports exact loss, duplicates and order. No speed bar."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Worker
+
+BENCH = ROOT / "scripts" / "bench"
+# The per-connection message limit (default burst 20, 120/min) is raised as the bench's
+# --help tells users to, so the smoke load measures delivery, not the rate limiter.
+BENCH_LIMITS = {"CHATD_LIMITS_RATE_PER_MINUTE": "60000", "CHATD_LIMITS_RATE_BURST": "1000"}
+
+
+def run_bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BENCH), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.bench
+def test_bench_smoke_delivers_everything_across_two_workers(
+    start_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    one = start_worker(worker_id=1, **BENCH_LIMITS)
+    two = start_worker(worker_id=2, **BENCH_LIMITS)
+    out = tmp_path / "smoke.json"
+
+    result = run_bench("smoke", "--target", f"{one.url},{two.url}", "--json", str(out))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    summary = report["summary"]
+    assert summary["delivered"] > 0
+    assert summary["expected"] == summary["delivered"]
+    assert summary["lost"] == 0
+    assert summary["duplicates"] == 0
+    assert summary["out_of_order"] == 0
+    assert summary["errors"] == 0
+    assert summary["disconnects"] == 0
+    assert report["setup"]["connected"] == 20
+    # Both workers' processes were found by their listening port and measured.
+    assert report["phases"][0]["server_cpu_secs"] > 0
+
+
+@pytest.mark.bench
+def test_bench_refuses_a_non_loopback_target() -> None:
+    result = run_bench("smoke", "--target", "http://192.0.2.1:3001", timeout=30)
+
+    assert result.returncode == 2
+    assert "non-loopback" in result.stderr
