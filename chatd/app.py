@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # byte limit (limits.frame_bytes) still bounds the POST.
 engineio.payload.Payload.max_decode_packets = 10_000
 INDEX_RETRY_MAX_SECS = 5.0
+CLOSE_TIMEOUT_SECS = 2.0
 
 
 @dataclass
@@ -260,17 +262,30 @@ async def serve(settings: Settings) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(worker.events.idle.wait(), settings.server_drain_secs)
     indexes.cancel()
-    for task in (worker.manager.thread,):
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    try:
+        await asyncio.wait_for(_close(worker), CLOSE_TIMEOUT_SECS)
+    except TimeoutError:
+        log.warning(
+            "closing Redis and MongoDB took over %.0f s; exiting anyway", CLOSE_TIMEOUT_SECS
+        )
+    log.info("stopped")
+    # Exit here, closing every client socket with the process: clients see a transport close
+    # and reconnect by themselves, unlike after sio.disconnect (RELIABILITY.md finding 8).
+    # os._exit also skips the event loop's wait for library tasks that ignore cancellation, so
+    # a stop always ends within drain_secs + CLOSE_TIMEOUT_SECS, below stopwaitsecs.
+    logging.shutdown()
+    os._exit(0)
+
+
+async def _close(worker: Worker) -> None:
+    task = worker.manager.thread
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
     await worker.manager.close()
     await worker.presence.close()
     await worker.store.close()
-    # Returning closes every client socket with the process: clients see a transport close
-    # and reconnect by themselves, unlike after sio.disconnect (RELIABILITY.md finding 8).
-    log.info("stopped")
 
 
 def run(settings: Settings) -> None:

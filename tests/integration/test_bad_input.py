@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
+from chatd.store import messages_collection
 from tests.conftest import Services, Worker
 
 # Values that must never be taken for a name, a text, a seq, an id or a flag.
@@ -93,9 +94,15 @@ def base_payload(event: str, room: str) -> dict[str, Any]:
 
 def assert_clean_store(mongo, room: str, valid_texts: list[str]) -> None:
     """Exactly the valid messages were stored, and no stored value has the wrong type."""
-    docs = list(mongo.messages.find({"room": room}).sort("seq", 1))
+    docs = list(mongo[messages_collection(room)].find({"room": room}).sort("seq", 1))
     assert [d["message"] for d in docs] == valid_texts
-    for doc in mongo.messages.find({}):
+    every = [
+        doc
+        for name in mongo.list_collection_names()
+        if name.startswith("messages_")
+        for doc in mongo[name].find({})
+    ]
+    for doc in every:
         assert set(doc) == {
             "_id",
             "mid",
@@ -264,7 +271,7 @@ async def test_unknown_and_operator_keys_beside_valid_fields_are_ignored_not_sto
         },
     )
     assert ack["ok"], ack
-    [doc] = list(mongo.messages.find({"room": room}))
+    [doc] = list(mongo[messages_collection(room)].find({"room": room}))
     assert (doc["user"], doc["message"], doc["seq"]) == ("ann", "plain", 1)
     assert set(doc) == {"_id", "mid", "room", "seq", "user", "message", "timestamp", "client_id"}
     assert doc["mid"] == ack["id"] != "x"
@@ -276,7 +283,7 @@ async def test_null_in_an_optional_field_means_absent(server, client, room, mong
     assert ack["ok"], ack
     sent = await c.call("chatMessage", {"room": None, "message": "hi", "client_id": None})
     assert sent["ok"], sent
-    [doc] = list(mongo.messages.find({"room": room}))
+    [doc] = list(mongo[messages_collection(room)].find({"room": room}))
     assert doc["client_id"].startswith("srv-")
 
 
@@ -294,7 +301,9 @@ async def test_operator_in_a_field_never_matches_other_rooms_or_users(server, cl
         assert ack["error"]["code"] == "invalid_payload"
     assert c.events["chat-history"] == []
     assert c.messages() == []
-    assert list(mongo.messages.find({"user": "eve"})) == []
+    for name in mongo.list_collection_names():
+        if name.startswith("messages_"):
+            assert list(mongo[name].find({"user": "eve"})) == []
 
 
 # ---- REST ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 import redis
 from pymongo import MongoClient
 
+from chatd.store import messages_collection
 from tests.conftest import Services, Worker
 
 ISO_MILLIS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
@@ -32,7 +33,7 @@ def mongo(services: Services):
 
 
 def stored(mongo, room: str) -> list[dict[str, Any]]:
-    return list(mongo.messages.find({"room": room}).sort("seq", 1))
+    return list(mongo[messages_collection(room)].find({"room": room}).sort("seq", 1))
 
 
 async def send_many(c, room: str, texts: list[str]) -> list[dict[str, Any]]:
@@ -332,7 +333,7 @@ async def test_same_client_id_twice_stores_and_broadcasts_one_message(server, cl
     await asyncio.sleep(SETTLE_SECS)
     assert len(bob.messages(room)) == 1
     assert bob.messages(room)[0]["client_id"] == cid
-    assert mongo.messages.count_documents({"room": room, "client_id": cid}) == 1
+    assert mongo[messages_collection(room)].count_documents({"room": room, "client_id": cid}) == 1
     # The next message takes the next seq: the retry did not use one up visibly.
     nxt = await ann.send(room, "next")
     assert nxt["seq"] > first["seq"]
@@ -352,7 +353,7 @@ async def test_same_client_id_raced_from_two_connections_stores_one_message(
     assert a["ok"] and b["ok"], (a, b)
     assert (a["id"], a["seq"]) == (b["id"], b["seq"])
     assert sorted([a["duplicate"], b["duplicate"]]) == [False, True]
-    assert mongo.messages.count_documents({"room": room, "client_id": cid}) == 1
+    assert mongo[messages_collection(room)].count_documents({"room": room, "client_id": cid}) == 1
     await ann1.wait_for("chatMessage", lambda ms: len(ms) == 1)
     await asyncio.sleep(SETTLE_SECS)
     assert len(ann1.messages(room)) == 1
