@@ -51,6 +51,7 @@ class Settings:
     limits_history: int = 50
     limits_replay: int = 500
     limits_outbuf_bytes: int = 1_048_576
+    limits_connections_per_ip: int = 0
     limits_ping_interval_secs: int = 25
     limits_ping_timeout_secs: int = 20
 
@@ -124,6 +125,8 @@ class Settings:
             bad("limits_history", "must be 1..1000")
         if not 1 <= self.limits_replay <= 10_000:
             bad("limits_replay", "must be 1..10000")
+        if not 0 <= self.limits_connections_per_ip <= 1_000_000:
+            bad("limits_connections_per_ip", "must be 0 (no cap)..1000000")
         if not 65_536 <= self.limits_outbuf_bytes <= 64 * 1_048_576:
             bad("limits_outbuf_bytes", "must be 65536..67108864")
         if not 1 <= self.limits_ping_interval_secs <= 300:

@@ -68,6 +68,7 @@ class Events:
         self._settings = settings
         self._metrics = metrics
         self._sessions: dict[str, Session] = {}
+        self._per_address: dict[str, int] = {}
         self.inflight = 0
         # Set while no event is being handled; shutdown waits on it to drain.
         self.idle = asyncio.Event()
@@ -127,10 +128,17 @@ class Events:
             raise InvalidPayload("connection is closing")
         return session
 
-    async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         handler = environ.get("tornado.handler")
         # REMOTE_ADDR is always 127.0.0.1 in the Tornado driver (RELIABILITY.md finding 6).
         address = handler.request.remote_ip if handler is not None else "?"
+        cap = self._settings.limits_connections_per_ip
+        if cap and self._per_address.get(address, 0) >= cap:
+            log.info("connection from %s refused: %d already open on this worker", address, cap)
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "too_many_connections", "message": "too many connections from here"}
+            )
+        self._per_address[address] = self._per_address.get(address, 0) + 1
         self._sessions[sid] = Session(
             address=address,
             messages=TokenBucket(
@@ -139,11 +147,17 @@ class Events:
         )
         self._metrics.connected_clients.inc()
         log.debug("connect sid=%s from %s", sid, address)
+        return True
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
         session = self._sessions.pop(sid, None)
         if session is None:
             return
+        left = self._per_address.get(session.address, 1) - 1
+        if left > 0:
+            self._per_address[session.address] = left
+        else:
+            self._per_address.pop(session.address, None)
         self._metrics.connected_clients.dec()
         # Wait for the event in progress: a join still waiting on MongoDB would otherwise add
         # this sid to presence after the leave below, a ghost the refresh loop keeps alive.
