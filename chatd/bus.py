@@ -176,7 +176,7 @@ class Presence:
     def _key(self, room: str) -> str:
         return f"{self._prefix}:presence:{room}"
 
-    def _member(self, room: str, sid: str, user: str) -> str:
+    def _member(self, sid: str, user: str) -> str:
         return f"{self._host_id}|{sid}|{user}"
 
     def _local_users(self, room: str) -> list[str]:
@@ -192,7 +192,7 @@ class Presence:
         self._local[(room, sid)] = user
         expiry = time.time() + self._ttl
         try:
-            await self._redis.zadd(self._key(room), {self._member(room, sid, user): expiry})
+            await self._redis.zadd(self._key(room), {self._member(sid, user): expiry})
         except (RedisError, OSError) as exc:
             log.warning("presence add failed (%s); the refresh loop will retry", exc)
 
@@ -201,7 +201,7 @@ class Presence:
         if user is None:
             return
         try:
-            await self._redis.zrem(self._key(room), self._member(room, sid, user))
+            await self._redis.zrem(self._key(room), self._member(sid, user))
         except (RedisError, OSError) as exc:
             log.warning("presence remove failed (%s); it expires by itself", exc)
 
@@ -245,7 +245,7 @@ class Presence:
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 for (room, sid), user in list(self._local.items()):
-                    pipe.zadd(self._key(room), {self._member(room, sid, user): expiry})
+                    pipe.zadd(self._key(room), {self._member(sid, user): expiry})
                 await pipe.execute()
             except asyncio.CancelledError:
                 raise
@@ -260,7 +260,7 @@ class Presence:
         try:
             pipe = self._redis.pipeline(transaction=False)
             for (room, sid), user in list(self._local.items()):
-                pipe.zrem(self._key(room), self._member(room, sid, user))
+                pipe.zrem(self._key(room), self._member(sid, user))
             await pipe.execute()
         except (RedisError, OSError):
             log.info("presence not cleared at shutdown; it expires by itself")

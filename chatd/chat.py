@@ -80,7 +80,7 @@ class Chat:
             )
         else:
             history, has_more = await self._store.messages_after(
-                request.room, request.since, self._settings.limits_replay
+                request.room, request.since, self._settings.limits_replay, room.last_seq
             )
         return JoinResult(room=room, created=created, history=history, has_more=has_more)
 
@@ -134,8 +134,10 @@ class Chat:
         self, room: str, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:
         """One page of history for REST: newest-before `before`, or oldest-after `after`."""
-        if await self._store.get_room(room) is None:
+        found = await self._store.get_room(room)
+        if found is None:
             raise NotFound(f"room {room!r} does not exist")
         if after is not None:
-            return await self._store.messages_after(room, after, limit)
-        return await self._store.messages_before(room, before, limit)
+            return await self._store.messages_after(room, after, limit, found.last_seq)
+        newest_first = found.last_seq + 1 if before is None else before
+        return await self._store.messages_before(room, newest_first, limit)

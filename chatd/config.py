@@ -137,8 +137,9 @@ class Settings:
             raise ConfigError(problems)
 
 
-def _coerce(name: str, kind: Any, raw: Any) -> Any:
-    if kind in (bool, "bool"):
+def _coerce(name: str, kind: str, raw: Any) -> Any:
+    """`kind` is the field's annotation, a string under `from __future__ import annotations`."""
+    if kind == "bool":
         if isinstance(raw, bool):
             return raw
         text = str(raw).strip().lower()
@@ -147,14 +148,14 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
         if text in ("0", "false", "no", "off", ""):
             return False
         raise ValueError(f"{name}: {raw!r} is not a boolean")
-    if kind in (int, "int"):
+    if kind == "int":
         if isinstance(raw, bool):
             raise ValueError(f"{name}: {raw!r} is not an integer")
         try:
             return int(str(raw).strip())
         except ValueError:
             raise ValueError(f"{name}: {raw!r} is not an integer") from None
-    if kind in (float, "float"):
+    if kind == "float":
         try:
             return float(str(raw).strip())
         except ValueError:
@@ -169,7 +170,7 @@ def load_settings(
 ) -> Settings:
     """Build Settings from the three layers; raise ConfigError listing every problem."""
     environ = os.environ if environ is None else environ
-    kinds = {f.name: f.type for f in fields(Settings)}
+    kinds = {f.name: str(f.type) for f in fields(Settings)}
     values: dict[str, Any] = {}
     problems: list[str] = []
 

@@ -193,10 +193,11 @@ class Events:
         session.last_room = request.room
         # "X joined" only when X was not already online in the room from another tab or device,
         # or from the session a reconnect replaces.
-        already_online = request.username in await self._presence.users(request.room)
+        before = await self._presence.users(request.room)
+        already_online = request.username in before
         await self._presence.add(request.room, sid, request.username)
         await self._sio.emit(protocol.CHAT_HISTORY, [m.to_wire() for m in result.history], to=sid)
-        online = await self._presence.users(request.room)
+        online = sorted({*before, request.username})
         if not rejoin:
             if not already_online:
                 await self._notify(sid, "join", request.room, request.username)

@@ -257,22 +257,19 @@ class Store:
             docs = await cursor.sort("seq", ASCENDING).to_list(None)
         return [_message(d) for d in docs]
 
-    async def messages_after(self, room: str, since: int, limit: int) -> tuple[list[Message], bool]:
+    async def messages_after(
+        self, room: str, since: int, limit: int, last_seq: int
+    ) -> tuple[list[Message], bool]:
         """Oldest first: the messages with seq in (since, since + limit]; and whether the room
-        has seqs beyond that window."""
-        doc = await self.get_room(room)
-        last_seq = 0 if doc is None else doc.last_seq
+        (whose counter the caller read as `last_seq`) has seqs beyond that window."""
         top = min(since + limit, last_seq)
         return await self._window(room, since + 1, top), top < last_seq
 
     async def messages_before(
-        self, room: str, before: int | None, limit: int
+        self, room: str, before: int, limit: int
     ) -> tuple[list[Message], bool]:
-        """Oldest first: the messages in the `limit` seqs below `before` (below the room's
-        next seq when None); and whether older seqs exist."""
-        if before is None:
-            doc = await self.get_room(room)
-            before = (0 if doc is None else doc.last_seq) + 1
+        """Oldest first: the messages in the `limit` seqs below `before`; and whether older
+        seqs exist."""
         bottom = max(before - limit, 1)
         return await self._window(room, bottom, before - 1), bottom > 1
 

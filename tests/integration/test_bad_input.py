@@ -13,10 +13,9 @@ import urllib.parse
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
 
 from chatd.store import messages_collection
-from tests.conftest import Services, Worker
+from tests.conftest import Worker
 
 # Values that must never be taken for a name, a text, a seq, an id or a flag.
 CORPUS: dict[str, Any] = {
@@ -73,13 +72,6 @@ STABLE_CODES = {"invalid_payload", "too_long", "not_joined"}
 ACKS_TIMEOUT_SECS = 15.0
 WHERE_REFUSAL_MAX_SECS = 0.9  # a `$where: sleep(1000)` that ran would take at least 1 s
 NAME_RE = re.compile(r"\w([\w .\-]*[\w.\-])?")
-
-
-@pytest.fixture(scope="module")
-def mongo(services: Services):
-    client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_url)
-    yield client[services.mongo_db]
-    client.close()
 
 
 def base_payload(event: str, room: str) -> dict[str, Any]:

@@ -8,28 +8,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 import redis
-from pymongo import MongoClient
 
 from chatd.store import messages_collection
-from tests.conftest import Services, Worker
 
 ISO_MILLIS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 SETTLE_SECS = 0.3  # time for a broadcast that should NOT arrive to show up anyway
-
-
-@pytest.fixture(scope="module")
-def fast_server(start_worker: Callable[..., Worker]) -> Worker:
-    """A worker whose per-connection rate limit does not get in the way of bursts."""
-    return start_worker(CHATD_LIMITS_RATE_BURST="5000", CHATD_LIMITS_RATE_PER_MINUTE="100000")
-
-
-@pytest.fixture(scope="module")
-def mongo(services: Services):
-    client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_url)
-    yield client[services.mongo_db]
-    client.close()
 
 
 def stored(mongo, room: str) -> list[dict[str, Any]]:

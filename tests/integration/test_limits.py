@@ -10,15 +10,13 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
-from pymongo import MongoClient
 
 from chatd.store import messages_collection
-from tests.conftest import Services, Worker, http_get
+from tests.conftest import Worker, http_get
 
 MESSAGE_CHARS = 2000  # limits.message_chars in config/chatd.toml
 FRAME_BYTES = 1_000_000  # limits.frame_bytes
@@ -26,19 +24,6 @@ RATE_BURST = 20  # limits.rate_burst
 RATE_PER_SEC = 120 / 60  # limits.rate_per_minute
 RSS_GROWTH_MAX_KB = 20 * 1024
 SETTLE_SECS = 0.3
-
-
-@pytest.fixture(scope="module")
-def fast_server(start_worker: Callable[..., Worker]) -> Worker:
-    """A worker whose rate limit lets a 30-message batch through."""
-    return start_worker(CHATD_LIMITS_RATE_BURST="5000", CHATD_LIMITS_RATE_PER_MINUTE="100000")
-
-
-@pytest.fixture(scope="module")
-def mongo(services: Services):
-    client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_url)
-    yield client[services.mongo_db]
-    client.close()
 
 
 def rss_kb(worker: Worker) -> int:

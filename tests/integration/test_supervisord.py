@@ -35,6 +35,19 @@ def ctl(env: dict[str, str], *args: str) -> str:
     return out.stdout
 
 
+def run_script(name: str, env: dict[str, str]) -> None:
+    """Run scripts/<name> and require it to succeed."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / name)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 @pytest.fixture
 def cluster(services):
     busy = [p for p in range(3001, 3001 + WORKERS) if port_open(p)]
@@ -49,25 +62,9 @@ def cluster(services):
         CHATD_WORKERS=str(WORKERS),
         CHATD_FRONT_LISTEN=f"127.0.0.1:{front}",
     )
-    start = subprocess.run(
-        [str(ROOT / "scripts/start")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert start.returncode == 0, start.stdout + start.stderr
+    run_script("start", env)
     yield env, front
-    stop = subprocess.run(
-        [str(ROOT / "scripts/stop")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert stop.returncode == 0, stop.stdout + stop.stderr
+    run_script("stop", env)
 
 
 def test_start_runs_one_worker_per_setting_and_stop_leaves_nothing(cluster):
@@ -95,15 +92,7 @@ def test_start_runs_one_worker_per_setting_and_stop_leaves_nothing(cluster):
     assert back_after is not None and back_after <= 3.0, back_after
 
     supervisord_pid = int((ROOT / "var/run/supervisord.pid").read_text())
-    stop = subprocess.run(
-        [str(ROOT / "scripts/stop")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert stop.returncode == 0, stop.stderr
+    run_script("stop", env)
     with pytest.raises(ProcessLookupError):
         os.kill(supervisord_pid, 0)
     for port in (3001, 3002, front):
@@ -126,21 +115,10 @@ def test_embedded_services_keep_data_across_stop_and_start(services, tmp_path):
     env.update(CHATD_WORKERS=str(WORKERS), CHATD_FRONT_LISTEN=f"127.0.0.1:{front}")
     room = "persist-" + services.mongo_db[-8:]
 
-    def run(script: str) -> None:
-        out = subprocess.run(
-            [str(ROOT / "scripts" / script)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        assert out.returncode == 0, out.stdout + out.stderr
-
     import json
     import urllib.request
 
-    run("start")
+    run_script("start", env)
     try:
         status = ctl(env, "status")
         assert "redis" in status and "ferretdb" in status
@@ -155,12 +133,12 @@ def test_embedded_services_keep_data_across_stop_and_start(services, tmp_path):
         with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback
             assert resp.status in (200, 201)
     finally:
-        run("stop")
+        run_script("stop", env)
     assert not port_open(6379) and not port_open(27017)
-    run("start")
+    run_script("start", env)
     try:
         _, body = http_get(f"http://127.0.0.1:{front}/api/rooms")
         assert room in {r["name"] for r in json.loads(body)["rooms"]}
     finally:
-        run("stop")
+        run_script("stop", env)
     assert not port_open(6379) and not port_open(27017)
