@@ -283,6 +283,7 @@ async def _close(worker: Worker) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    await worker.events.presence_fanout.close()
     await worker.manager.close()
     await worker.presence.close()
     await worker.store.close()

@@ -18,6 +18,7 @@ from chatd.config import Settings
 from chatd.errors import ChatError, InvalidPayload, NotJoined, RateLimited, Unavailable
 from chatd.metrics import Metrics
 from chatd.models import iso_millis, utc_now
+from chatd.presence_fanout import PresenceFanout
 from chatd.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ MAX_WAITING_EVENTS = 256
 # ...and an event that waited this long is answered `unavailable` without being applied: its
 # sender has most likely given up on the ack, and a retry with the same client_id is safe.
 EVENT_DEADLINE_SECS = 10.0
+# A room's online list goes out at most this often per worker (see presence_fanout).
+PRESENCE_INTERVAL_SECS = 0.5
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
@@ -69,6 +72,7 @@ class Events:
         self._metrics = metrics
         self._sessions: dict[str, Session] = {}
         self._per_address: dict[str, int] = {}
+        self.presence_fanout = PresenceFanout(presence, self._emit_presence, PRESENCE_INTERVAL_SECS)
         self.inflight = 0
         # Set while no event is being handled; shutdown waits on it to drain.
         self.idle = asyncio.Event()
@@ -201,11 +205,7 @@ class Events:
         if not rejoin:
             if not already_online:
                 await self._notify(sid, "join", request.room, request.username)
-            await self._sio.emit(
-                protocol.PRESENCE,
-                {"room": request.room, "users": online},
-                room=room_channel(request.room),
-            )
+            await self.presence_fanout.changed(request.room, online)
         return protocol.ok(
             room=request.room,
             last_seq=result.last_seq,
@@ -266,8 +266,11 @@ class Events:
         online = await self._presence.users(room)
         if user not in online:  # still online from another connection: no "X left"
             await self._notify(sid, "leave", room, user)
+        await self.presence_fanout.changed(room, online)
+
+    async def _emit_presence(self, room: str, users: list[str]) -> None:
         await self._sio.emit(
-            protocol.PRESENCE, {"room": room, "users": online}, room=room_channel(room)
+            protocol.PRESENCE, {"room": room, "users": users}, room=room_channel(room)
         )
 
     async def _notify(self, sid: str, kind: str, room: str, user: str) -> None:
