@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import threading
 import time
 from array import array
@@ -30,6 +29,7 @@ from benchlib.sio import SioClient, SioError
 PROGRESS_SECS = 1.0
 JOIN_TIMEOUT_SECS = 10.0
 JOIN_ATTEMPTS = 5
+GOLDEN_FRACTION = (5**0.5 - 1) / 2  # senders are clients 0, 1, 2, ...: evenly spread
 
 
 class Phase:
@@ -218,8 +218,12 @@ class Load:
         if client is None or spec.index not in self.members:
             return
         interval_ns = int(1e9 / phase.spec.rate)
-        # A random phase per sender, so senders don't all fire at the same instant.
-        due = phase.spec.start_ns + random.randrange(interval_ns)
+        # Senders start spread over one interval (golden-ratio steps: even for any number of
+        # senders), so they don't fire at the same instant, and a window holds the offered
+        # count of sends even when each sender sends less than once in it. Random phases
+        # made that count vary by +-15 % at 0.05 msg/s per sender.
+        offset = (spec.index * GOLDEN_FRACTION) % 1.0
+        due = phase.spec.start_ns + int(offset * interval_ns)
         while due < phase.win_end and not client.closed:
             now = time.time_ns()
             if due > now:
