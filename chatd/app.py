@@ -52,6 +52,7 @@ class Worker:
     events: Events
     metrics: Metrics
     state: WorkerState
+    chat: Chat
 
 
 def origin_allowed(origin: str | None, host: str | None, extra: list[str]) -> bool:
@@ -216,7 +217,7 @@ def build_worker(settings: Settings) -> Worker:
         websocket_ping_interval=None,
         compress_response=True,
     )
-    return Worker(app, sio, store, manager, presence, events, metrics, state)
+    return Worker(app, sio, store, manager, presence, events, metrics, state, chat)
 
 
 async def _ensure_indexes(store: Store) -> None:
@@ -278,6 +279,7 @@ async def serve(settings: Settings) -> None:
 
 
 async def _close(worker: Worker) -> None:
+    await worker.chat.close(CLOSE_TIMEOUT_SECS / 2)
     task = worker.manager.thread
     if task is not None:
         task.cancel()

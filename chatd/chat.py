@@ -22,6 +22,7 @@ from chatd.errors import NotFound, Unavailable
 from chatd.metrics import Metrics
 from chatd.models import Message, Room, utc_now
 from chatd.protocol import JoinRequest, MessageRequest
+from chatd.room_activity import RoomActivity
 from chatd.store import Store
 
 Emit = Callable[[str, Any, str], Awaitable[None]]
@@ -62,6 +63,7 @@ class Chat:
         self._store = store
         self._emit = emit
         self._metrics = metrics
+        self._activity = RoomActivity(store)
         # Weak values: a room's lock lives while a send holds or awaits it, then goes.
         self._room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -96,7 +98,7 @@ class Chat:
                     return SendResult(earlier, duplicate=True)
             for _ in range(SEQ_ATTEMPTS):
                 now = utc_now()
-                seq = await self._store.next_seq(request.room, now)
+                seq = await self._store.next_seq(request.room)
                 try:
                     message = await self._store.insert_message(
                         request.room, user, request.text, seq, client_id, now
@@ -118,8 +120,12 @@ class Chat:
                     protocol.CHAT_MESSAGE, message.to_wire(), room_channel(request.room)
                 )
                 self._metrics.messages.inc()
+                self._activity.note(request.room, seq, now)
                 return SendResult(message, duplicate=False)
         raise Unavailable("message store is busy, try again")
+
+    async def close(self, grace_secs: float) -> None:
+        await self._activity.close(grace_secs)
 
     def _room_lock(self, room: str) -> asyncio.Lock:
         lock = self._room_locks.get(room)

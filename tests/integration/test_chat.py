@@ -6,11 +6,13 @@ import asyncio
 import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from chatd.store import messages_collection
+from chatd.models import iso_millis
+from chatd.store import counter_collection, messages_collection
 
 ISO_MILLIS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 SETTLE_SECS = 0.3  # time for a broadcast that should NOT arrive to show up anyway
@@ -519,3 +521,52 @@ async def test_disconnect_while_joining_leaves_no_ghost_in_presence(server, clie
     watcher = await client(server.url)
     ack = await watcher.join(room, "watcher")
     assert ack["online"] == ["watcher"]
+
+
+async def test_a_room_stored_before_seq_counters_existed_goes_on_from_its_last_seq(
+    server, client, room, mongo
+):
+    # Rooms made by earlier versions keep their counter in the room document only.
+    now = datetime.now(UTC)
+    mongo.rooms.insert_one(
+        {"_id": room, "name": room, "created_at": now, "last_activity": now, "last_seq": 3}
+    )
+    mongo[messages_collection(room)].insert_many(
+        [
+            {
+                "_id": f"{room}#{seq}",
+                "mid": uuid.uuid4().hex[:24],
+                "room": room,
+                "seq": seq,
+                "user": "old",
+                "message": f"old {seq}",
+                "timestamp": now,
+                "client_id": f"srv-old-{seq}",
+            }
+            for seq in (1, 2, 3)
+        ]
+    )
+    ann = await client(server.url)
+    ack = await ann.join(room, "ann")
+    assert ack["last_seq"] == 3
+    history = await ann.wait_for("chat-history", lambda h: len(h) == 1)
+    assert [m["seq"] for m in history[0]] == [1, 2, 3]
+    sent = await ann.send(room, "new")
+    assert sent["ok"] and sent["seq"] == 4
+    assert [d["seq"] for d in stored(mongo, room)] == [1, 2, 3, 4]
+
+
+async def test_seq_counter_is_one_document_beside_the_room_and_the_room_follows_it(
+    server, client, room, mongo
+):
+    ann = await client(server.url)
+    await ann.join(room, "ann")
+    acks = await send_many(ann, room, ["a", "b", "c"])
+    assert list(mongo[counter_collection(room)].find({})) == [{"_id": "seq", "n": 3}]
+    for _ in range(100):
+        doc = mongo.rooms.find_one({"_id": room})
+        if doc.get("last_seq") == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert doc["last_seq"] == 3
+    assert iso_millis(doc["last_message_at"]) == acks[-1]["timestamp"]
