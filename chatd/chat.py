@@ -40,7 +40,7 @@ def room_channel(room: str) -> str:
 
 @dataclass(frozen=True)
 class JoinResult:
-    room: Room
+    counted: int  # the room's counter when the join read it
     created: bool
     history: list[Message]
     has_more: bool
@@ -48,7 +48,7 @@ class JoinResult:
     @property
     def last_seq(self) -> int:
         newest = self.history[-1].seq if self.history else 0
-        return max(self.room.last_seq, newest)
+        return max(self.counted, newest)
 
 
 @dataclass(frozen=True)
@@ -75,16 +75,16 @@ class Chat:
         The caller subscribes the socket to the room *before* calling this, so a message sent
         meanwhile arrives live, in history, or both (clients de-duplicate by seq), never neither.
         """
-        room, created = await self._store.ensure_room(request.room)
+        last_seq, created = await self._store.open_room(request.room)
         if request.since is None:
             history, has_more = await self._store.messages_before(
-                request.room, room.last_seq + 1, self._settings.limits_history
+                request.room, last_seq + 1, self._settings.limits_history
             )
         else:
             history, has_more = await self._store.messages_after(
-                request.room, request.since, self._settings.limits_replay, room.last_seq
+                request.room, request.since, self._settings.limits_replay, last_seq
             )
-        return JoinResult(room=room, created=created, history=history, has_more=has_more)
+        return JoinResult(counted=last_seq, created=created, history=history, has_more=has_more)
 
     async def send(self, user: str, request: MessageRequest) -> SendResult:
         client_id = request.client_id or "srv-" + uuid.uuid4().hex
