@@ -140,10 +140,10 @@ class Chat:
         self, room: str, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:
         """One page of history for REST: newest-before `before`, or oldest-after `after`."""
-        found = await self._store.get_room(room)
-        if found is None:
+        last_seq = await self._store.room_seq(room)
+        if last_seq is None:
             raise NotFound(f"room {room!r} does not exist")
         if after is not None:
-            return await self._store.messages_after(room, after, limit, found.last_seq)
-        newest_first = found.last_seq + 1 if before is None else before
+            return await self._store.messages_after(room, after, limit, last_seq)
+        newest_first = last_seq + 1 if before is None else before
         return await self._store.messages_before(room, newest_first, limit)

@@ -175,30 +175,8 @@ class Store:
         while an insert, even a refused one, is a key lookup, so this inserts first and reads
         the seq from the room's counter; only a room made before counters existed is read."""
         async with _mongo_errors("open room"):
-            if name not in self._known_rooms:
-                now = utc_now()
-                try:
-                    await self.rooms.insert_one(
-                        {
-                            "_id": name,
-                            "name": name,
-                            "created_at": now,
-                            "last_activity": now,
-                            "last_seq": 0,
-                        }
-                    )
-                    created = True
-                except DuplicateKeyError:
-                    created = False
-                if created:
-                    with contextlib.suppress(DuplicateKeyError):
-                        await self._counter(name).insert_one({"_id": COUNTER_ID, "n": 0})
-                    # Now rather than on the first message: making collections and indexes
-                    # is the slowest thing FerretDB does, and a join can wait better than a send.
-                    await self._index_room(name)
-                    self._remember(name)
-                    return 0, True
-                self._remember(name)
+            if name not in self._known_rooms and await self._create_room(name) is not None:
+                return 0, True
             counter = await self._counter(name).find_one({"_id": COUNTER_ID})
             if counter is not None:
                 return int(counter["n"]), False
@@ -216,36 +194,46 @@ class Store:
             self._known_rooms.clear()
         self._known_rooms.add(room)
 
+    async def _create_room(self, name: str) -> dict[str, Any] | None:
+        """Insert the room's document, counter and indexes; None when the room exists. An
+        insert refused by key costs the same at any size, where a read of the document would
+        scan `rooms` on FerretDB."""
+        now = utc_now()
+        doc = {"_id": name, "name": name, "created_at": now, "last_activity": now, "last_seq": 0}
+        try:
+            await self.rooms.insert_one(doc)
+        except DuplicateKeyError:
+            self._remember(name)
+            return None
+        with contextlib.suppress(DuplicateKeyError):
+            await self._counter(name).insert_one({"_id": COUNTER_ID, "n": 0})
+        # Now rather than on the first message: making collections and indexes is the slowest
+        # thing FerretDB does, and a join can wait better than a send.
+        await self._index_room(name)
+        self._remember(name)
+        return doc
+
     async def ensure_room(self, name: str) -> tuple[Room, bool]:
         """Create the room if it is new; return it and whether it was created."""
-        now = utc_now()
         async with _mongo_errors("ensure room"):
-            try:
-                result = await self.rooms.update_one(
-                    {"_id": name},
-                    {
-                        "$setOnInsert": {
-                            "name": name,
-                            "created_at": now,
-                            "last_activity": now,
-                            "last_seq": 0,
-                        }
-                    },
-                    upsert=True,
-                )
-                created = result.upserted_id is not None
-            except DuplicateKeyError:
-                # Two workers creating the same room at once: the other one won.
-                created = False
+            made = await self._create_room(name)
+            if made is not None:
+                return _room(made), True
             doc = await self.rooms.find_one({"_id": name})
             if doc is None:
                 raise Unavailable("room could not be read back")
-            return await self._with_counter(doc), created
+            return await self._with_counter(doc), False
 
-    async def get_room(self, name: str) -> Room | None:
-        async with _mongo_errors("get room"):
+    async def room_seq(self, name: str) -> int | None:
+        """The room's last seq, or None when there is no such room. Read from the counter,
+        which exists for every room made or written since counters came; only an older room
+        costs a read of its document (a scan of `rooms` on FerretDB)."""
+        async with _mongo_errors("read room"):
+            counter = await self._counter(name).find_one({"_id": COUNTER_ID})
+            if counter is not None:
+                return int(counter["n"])
             doc = await self.rooms.find_one({"_id": name})
-            return None if doc is None else await self._with_counter(doc)
+        return None if doc is None else int(doc.get("last_seq", 0))
 
     async def next_seq(self, room: str) -> int:
         """Take the room's next seq. Kept in MongoDB, not Redis, so a seq is never reused

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import redis
 
 from chatd.models import iso_millis
 from chatd.store import counter_collection, messages_collection
+from tests.conftest import http_get
 
 ISO_MILLIS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 SETTLE_SECS = 0.3  # time for a broadcast that should NOT arrive to show up anyway
@@ -546,6 +548,9 @@ async def test_a_room_stored_before_seq_counters_existed_goes_on_from_its_last_s
             for seq in (1, 2, 3)
         ]
     )
+    status, body = await asyncio.to_thread(http_get, f"{server.url}/api/rooms/{room}/messages")
+    assert status == 200
+    assert [m["seq"] for m in json.loads(body)["messages"]] == [1, 2, 3]
     ann = await client(server.url)
     ack = await ann.join(room, "ann")
     assert ack["last_seq"] == 3
