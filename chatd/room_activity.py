@@ -39,10 +39,10 @@ class RoomActivity:
             self._writer = asyncio.create_task(self._write_all())
 
     async def _write_all(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
             room = next(iter(self._pending))
             seq, at = self._pending.pop(room)
-            loop = asyncio.get_running_loop()
             started = loop.time()
             try:
                 await self._store.note_activity(room, seq, at)

@@ -134,13 +134,13 @@ class Store:
     def _counter(self, room: str) -> AsyncCollection[dict[str, Any]]:
         return self._db.get_collection(counter_collection(room), write_concern=self._durable)
 
-    async def _counter_value(self, room: str) -> int:
+    async def _counter_value(self, room: str) -> int | None:
         doc = await self._counter(room).find_one({"_id": COUNTER_ID})
-        return 0 if doc is None else int(doc["n"])
+        return None if doc is None else int(doc["n"])
 
     async def _with_counter(self, doc: Doc) -> Room:
         room = _room(doc)
-        counted = await self._counter_value(room.name)
+        counted = await self._counter_value(room.name) or 0
         return room if counted <= room.last_seq else replace(room, last_seq=counted)
 
     async def _index_room(self, room: str) -> None:
@@ -177,17 +177,7 @@ class Store:
         async with _mongo_errors("open room"):
             if name not in self._known_rooms and await self._create_room(name) is not None:
                 return 0, True
-            counter = await self._counter(name).find_one({"_id": COUNTER_ID})
-            if counter is not None:
-                return int(counter["n"]), False
-            # A room from before counters (or one whose creator stopped before making its
-            # counter): its document holds the seq; start the counter there, once.
-            doc = await self.rooms.find_one({"_id": name})
-            last_seq = 0 if doc is None else int(doc.get("last_seq", 0))
-            await self._counter(name).update_one(
-                {"_id": COUNTER_ID}, {"$max": {"n": last_seq}}, upsert=True
-            )
-        return last_seq, False
+        return await self.room_seq(name) or 0, False
 
     def _remember(self, room: str) -> None:
         if len(self._known_rooms) >= KNOWN_ROOMS_MAX:
@@ -226,14 +216,21 @@ class Store:
 
     async def room_seq(self, name: str) -> int | None:
         """The room's last seq, or None when there is no such room. Read from the counter,
-        which exists for every room made or written since counters came; only an older room
-        costs a read of its document (a scan of `rooms` on FerretDB)."""
+        which exists for every room made or written since counters came. A room from before
+        counters (or one whose creator stopped before making its counter) costs one read of
+        its document (a scan of `rooms` on FerretDB), which then starts its counter."""
         async with _mongo_errors("read room"):
-            counter = await self._counter(name).find_one({"_id": COUNTER_ID})
-            if counter is not None:
-                return int(counter["n"])
+            counted = await self._counter_value(name)
+            if counted is not None:
+                return counted
             doc = await self.rooms.find_one({"_id": name})
-        return None if doc is None else int(doc.get("last_seq", 0))
+            if doc is None:
+                return None
+            last_seq = int(doc.get("last_seq", 0))
+            await self._counter(name).update_one(
+                {"_id": COUNTER_ID}, {"$max": {"n": last_seq}}, upsert=True
+            )
+        return last_seq
 
     async def next_seq(self, room: str) -> int:
         """Take the room's next seq. Kept in MongoDB, not Redis, so a seq is never reused

@@ -260,9 +260,9 @@ class Client:
 SERVER_EVENTS = ("chatMessage", "chat-history", "notification", "typing", "presence")
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[Callable[..., Any]]:
-    """Factory: `await client(url, transports=None)` -> connected Client, closed at teardown."""
+@contextlib.asynccontextmanager
+async def client_factory() -> AsyncIterator[Callable[..., Any]]:
+    """`await make(url, transports=None)` -> connected Client; all closed on exit."""
     made: list[Client] = []
 
     async def make(url: str, transports: list[str] | None = None, **kwargs: Any) -> Client:
@@ -273,10 +273,19 @@ async def client() -> AsyncIterator[Callable[..., Any]]:
         made.append(c)
         return c
 
-    yield make
-    for c in made:
-        with contextlib.suppress(Exception):
-            await c.sio.disconnect()
+    try:
+        yield make
+    finally:
+        for c in made:
+            with contextlib.suppress(Exception):
+                await c.sio.disconnect()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Callable[..., Any]]:
+    """Factory: `await client(url, transports=None)` -> connected Client, closed at teardown."""
+    async with client_factory() as make:
+        yield make
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import redis
-import socketio
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -33,7 +32,7 @@ from playwright.async_api import (
 )
 from pymongo import MongoClient
 
-from tests.conftest import IN_CI, SERVER_EVENTS, Client, Services, Worker
+from tests.conftest import IN_CI, Client, Services, Worker, client_factory
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -195,20 +194,8 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def client() -> AsyncIterator[Callable[..., Awaitable[Client]]]:
     """tests/conftest.py `client`, on the session loop the e2e tests run in."""
-    made: list[Client] = []
-
-    async def make(url: str, **kwargs: Any) -> Client:
-        c = Client(socketio.AsyncClient(reconnection=False, **kwargs))
-        for name in SERVER_EVENTS:
-            c.record(name)
-        await c.sio.connect(url, wait_timeout=10)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        with contextlib.suppress(Exception):
-            await c.sio.disconnect()
+    async with client_factory() as make:
+        yield make
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 
 from chatd.store import messages_collection
 from tests.conftest import Worker
+from tests.integration.conftest import stored
 
 # Values that must never be taken for a name, a text, a seq, an id or a flag.
 CORPUS: dict[str, Any] = {
@@ -86,7 +87,7 @@ def base_payload(event: str, room: str) -> dict[str, Any]:
 
 def assert_clean_store(mongo, room: str, valid_texts: list[str]) -> None:
     """Exactly the valid messages were stored, and no stored value has the wrong type."""
-    docs = list(mongo[messages_collection(room)].find({"room": room}).sort("seq", 1))
+    docs = stored(mongo, room)
     assert [d["message"] for d in docs] == valid_texts
     every = [
         doc

@@ -15,13 +15,10 @@ import redis
 from chatd.models import iso_millis
 from chatd.store import counter_collection, messages_collection
 from tests.conftest import http_get
+from tests.integration.conftest import stored
 
 ISO_MILLIS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 SETTLE_SECS = 0.3  # time for a broadcast that should NOT arrive to show up anyway
-
-
-def stored(mongo, room: str) -> list[dict[str, Any]]:
-    return list(mongo[messages_collection(room)].find({"room": room}).sort("seq", 1))
 
 
 async def send_many(c, room: str, texts: list[str]) -> list[dict[str, Any]]:

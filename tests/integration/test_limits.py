@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chatd.store import messages_collection
 from tests.conftest import Worker, http_get
+from tests.integration.conftest import stored
 
 MESSAGE_CHARS = 2000  # limits.message_chars in config/chatd.toml
 FRAME_BYTES = 1_000_000  # limits.frame_bytes
@@ -158,9 +158,7 @@ async def test_message_of_exactly_the_limit_is_accepted_and_one_more_is_too_long
     assert over["ok"] is False and over["error"]["code"] == "too_long"
     after = await ann.send(room, "still here")
     assert after["ok"]
-    assert [
-        d["message"] for d in mongo[messages_collection(room)].find({"room": room}).sort("seq", 1)
-    ] == [
+    assert [d["message"] for d in stored(mongo, room)] == [
         at_limit,
         "still here",
     ]
@@ -343,7 +341,7 @@ async def test_polling_post_with_thirty_packets_delivers_all_of_them(fast_server
                 break
         assert sorted(acks) == list(range(31)), sorted(acks)
         assert all(a["ok"] for a in acks.values()), acks
-    docs = list(mongo[messages_collection(room)].find({"room": room}).sort("seq", 1))
+    docs = stored(mongo, room)
     assert [d["message"] for d in docs] == [f"batch {n}" for n in range(30)]
 
 
@@ -372,13 +370,11 @@ async def test_flood_from_one_connection_is_rate_limited_and_refused_messages_va
     assert len(accepted) <= RATE_BURST + int(elapsed * RATE_PER_SEC) + 1
     assert len(refused) >= 60 - RATE_BURST - int(elapsed * RATE_PER_SEC) - 1
     assert {a["error"]["code"] for a in refused} == {"rate_limited"}
-    stored = [
-        d["message"] for d in mongo[messages_collection(room)].find({"room": room}).sort("seq", 1)
-    ]
-    assert stored == [f"flood {n}" for n in accepted]
+    kept = [d["message"] for d in stored(mongo, room)]
+    assert kept == [f"flood {n}" for n in accepted]
     await bob.wait_for("chatMessage", lambda ms: len(ms) == len(accepted))
     await asyncio.sleep(SETTLE_SECS)
-    assert [m["message"] for m in bob.messages(room)] == stored
+    assert [m["message"] for m in bob.messages(room)] == kept
     # Another connection is limited on its own.
     assert (await bob.send(room, "bob is not limited"))["ok"]
 
