@@ -227,10 +227,18 @@ class Store:
             if doc is None:
                 return None
             last_seq = int(doc.get("last_seq", 0))
-            await self._counter(name).update_one(
-                {"_id": COUNTER_ID}, {"$max": {"n": last_seq}}, upsert=True
-            )
+            await self._raise_counter(name, last_seq)
         return last_seq
+
+    async def _raise_counter(self, room: str, n: int) -> None:
+        """Lift the room's counter to at least `n`, creating it if missing. Two workers
+        upserting a missing counter at once race on its key, and the loser gets a duplicate
+        key error (on MongoDB as on FerretDB); the counter exists by then, so update it."""
+        query = {"_id": COUNTER_ID}
+        try:
+            await self._counter(room).update_one(query, {"$max": {"n": n}}, upsert=True)
+        except DuplicateKeyError:
+            await self._counter(room).update_one(query, {"$max": {"n": n}})
 
     async def next_seq(self, room: str) -> int:
         """Take the room's next seq. Kept in MongoDB, not Redis, so a seq is never reused
@@ -271,9 +279,7 @@ class Store:
                 if await self._messages(room).find_one({"_id": message_key(room, top + 1)}) is None:
                     break
                 top += 1
-            await self._counter(room).update_one(
-                {"_id": COUNTER_ID}, {"$max": {"n": top}}, upsert=True
-            )
+            await self._raise_counter(room, top)
 
     async def note_activity(self, room: str, seq: int, at: datetime) -> None:
         """Record a room's newest message for the room list. `$max`, so writes from several

@@ -572,3 +572,38 @@ async def test_seq_counter_is_one_document_beside_the_room_and_the_room_follows_
         await asyncio.sleep(0.05)
     assert doc["last_seq"] == 3
     assert iso_millis(doc["last_message_at"]) == acks[-1]["timestamp"]
+
+
+async def test_many_first_joins_on_two_workers_all_succeed(workers, client, room, mongo):
+    # Every joiner races to create the room, its counter and its indexes.
+    w1, w2 = workers(2)
+    for attempt in range(3):
+        name = f"{room}-{attempt}"
+        clients = await asyncio.gather(*(client((w1, w2)[i % 2].url) for i in range(12)))
+        acks = await asyncio.gather(
+            *(c.call("joinRoom", {"username": f"u{i}", "room": name}) for i, c in enumerate(clients))
+        )
+        assert all(a["ok"] for a in acks), acks
+        assert sum(a["created"] for a in acks) == 1, acks
+        sent = await clients[0].send(name, "first")
+        assert sent["ok"] and sent["seq"] == 1
+
+
+async def test_many_first_joins_of_a_room_stored_before_seq_counters_all_succeed(
+    workers, client, room, mongo
+):
+    # Every joiner finds no counter and races to start it from the room document.
+    w1, w2 = workers(2)
+    for attempt in range(3):
+        name = f"{room}-{attempt}"
+        now = datetime.now(UTC)
+        mongo.rooms.insert_one(
+            {"_id": name, "name": name, "created_at": now, "last_activity": now, "last_seq": 7}
+        )
+        clients = await asyncio.gather(*(client((w1, w2)[i % 2].url) for i in range(12)))
+        acks = await asyncio.gather(
+            *(c.call("joinRoom", {"username": f"u{i}", "room": name}) for i, c in enumerate(clients))
+        )
+        assert all(a["ok"] and a["last_seq"] == 7 for a in acks), acks
+        sent = await clients[0].send(name, "next")
+        assert sent["ok"] and sent["seq"] == 8
