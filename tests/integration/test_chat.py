@@ -581,7 +581,10 @@ async def test_many_first_joins_on_two_workers_all_succeed(workers, client, room
         name = f"{room}-{attempt}"
         clients = await asyncio.gather(*(client((w1, w2)[i % 2].url) for i in range(12)))
         acks = await asyncio.gather(
-            *(c.call("joinRoom", {"username": f"u{i}", "room": name}) for i, c in enumerate(clients))
+            *(
+                c.call("joinRoom", {"username": f"u{i}", "room": name})
+                for i, c in enumerate(clients)
+            )
         )
         assert all(a["ok"] for a in acks), acks
         assert sum(a["created"] for a in acks) == 1, acks
@@ -602,7 +605,10 @@ async def test_many_first_joins_of_a_room_stored_before_seq_counters_all_succeed
         )
         clients = await asyncio.gather(*(client((w1, w2)[i % 2].url) for i in range(12)))
         acks = await asyncio.gather(
-            *(c.call("joinRoom", {"username": f"u{i}", "room": name}) for i, c in enumerate(clients))
+            *(
+                c.call("joinRoom", {"username": f"u{i}", "room": name})
+                for i, c in enumerate(clients)
+            )
         )
         assert all(a["ok"] and a["last_seq"] == 7 for a in acks), acks
         sent = await clients[0].send(name, "next")
