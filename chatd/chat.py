@@ -92,10 +92,14 @@ class Chat:
         # not isolated on FerretDB (Store.next_seq), local broadcasts leave in seq order, and
         # a retry racing its original on this worker is found here without spending a seq.
         async with self._room_lock(request.room):
-            if request.client_id is not None:
+            if request.client_id is not None and not await self._store.claim_client_id(
+                request.room, request.client_id
+            ):
                 earlier = await self._store.find_by_client_id(request.room, request.client_id)
                 if earlier is not None:
                     return SendResult(earlier, duplicate=True)
+                # Claimed but not stored: the first send failed or stopped half-way, or is
+                # still in flight on another worker (the unique client_id index settles that).
             for _ in range(SEQ_ATTEMPTS):
                 now = utc_now()
                 seq = await self._store.next_seq(request.room)
@@ -104,6 +108,11 @@ class Chat:
                         request.room, user, request.text, seq, client_id, now
                     )
                 except DuplicateKeyError:
+                    if request.client_id is None:
+                        # A fresh server-made client_id cannot clash: another worker took this
+                        # seq first. Skipping the read matters on FerretDB, where it is a scan.
+                        await self._store.catch_up_seq(request.room)
+                        continue
                     # Either another worker stored this seq first, or the same client_id raced
                     # in from another connection (it won: answer with it).
                     holder = await self._store.get_message(request.room, seq)
@@ -114,8 +123,6 @@ class Chat:
                     if earlier is None:
                         raise Unavailable("message store is unavailable, try again") from None
                     return SendResult(earlier, duplicate=True)
-                if request.client_id is not None:
-                    await self._store.mark_client_id(request.room, client_id, seq)
                 await self._emit(
                     protocol.CHAT_MESSAGE, message.to_wire(), room_channel(request.room)
                 )

@@ -309,25 +309,25 @@ class Store:
             await self._messages(room).insert_one(doc)
         return _message(doc)
 
-    async def mark_client_id(self, room: str, client_id: str, seq: int) -> None:
-        """Remember where a client's message went, so its retry is found by key. The unique
-        (room, client_id) index on messages is what guarantees one message per client_id;
-        the marker only makes the lookup cheap."""
-        async with _mongo_errors("mark client_id"):
-            with contextlib.suppress(DuplicateKeyError):
+    async def claim_client_id(self, room: str, client_id: str) -> bool:
+        """Record that `client_id` is being sent to `room`; False when it was claimed before
+        (a retry). An insert refused by key, because on FerretDB every read by key or field
+        scans the collection, and a pre-send read would make each send cost the room's
+        history. The unique client_id index on messages is what guarantees one message per
+        client_id; the claim only spares a new message that read."""
+        async with _mongo_errors("claim client_id"):
+            try:
                 await self._markers(room).insert_one(
-                    {"_id": marker_key(room, client_id), "room": room, "seq": seq}
+                    {"_id": marker_key(room, client_id), "room": room}
                 )
+            except DuplicateKeyError:
+                return False
+        return True
 
     async def find_by_client_id(self, room: str, client_id: str) -> Message | None:
+        """The message stored for a claimed client_id, if its first send got that far. An
+        index lookup on MongoDB, a scan of the room on FerretDB: retries only."""
         async with _mongo_errors("find message"):
-            marker = await self._markers(room).find_one({"_id": marker_key(room, client_id)})
-            if marker is not None:
-                doc = await self._messages(room).find_one({"_id": message_key(room, marker["seq"])})
-                if doc is not None and doc["client_id"] == client_id:
-                    return _message(doc)
-            # No marker: the process stopped between insert and marker, or the message came
-            # from before markers. Rare (retries only), so a full read is acceptable here.
             doc = await self._messages(room).find_one({"client_id": client_id})
         return None if doc is None else _message(doc)
 

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from chatd.models import iso_millis
-from chatd.store import counter_collection, messages_collection
+from chatd.store import counter_collection, markers_collection, messages_collection
 from tests.conftest import http_get
 from tests.integration.conftest import stored
 
@@ -342,6 +342,40 @@ async def test_same_client_id_raced_from_two_connections_stores_one_message(
     await ann1.wait_for("chatMessage", lambda ms: len(ms) == 1)
     await asyncio.sleep(SETTLE_SECS)
     assert len(ann1.messages(room)) == 1
+
+
+async def test_same_client_id_raced_from_two_workers_stores_one_message(
+    workers, client, room, mongo
+):
+    w1, w2 = workers(2)
+    for attempt in range(5):
+        ann1 = await client(w1.url)
+        ann2 = await client(w2.url)
+        await ann1.join(room, "ann")
+        await ann2.join(room, "ann")
+        cid = f"race-{attempt}-" + uuid.uuid4().hex
+        a, b = await asyncio.gather(
+            ann1.send(room, "raced", client_id=cid), ann2.send(room, "raced", client_id=cid)
+        )
+        assert a["ok"] and b["ok"], (a, b)
+        assert (a["id"], a["seq"]) == (b["id"], b["seq"])
+        assert sorted([a["duplicate"], b["duplicate"]]) == [False, True]
+        assert mongo[messages_collection(room)].count_documents({"client_id": cid}) == 1
+
+
+async def test_a_client_id_claimed_by_a_send_that_never_stored_is_stored_on_retry(
+    server, client, room, mongo
+):
+    # What a worker leaves when it stops between claiming a client_id and storing the message.
+    ann = await client(server.url)
+    await ann.join(room, "ann")
+    cid = "half-" + uuid.uuid4().hex
+    mongo[markers_collection(room)].insert_one({"_id": f"{room}#{cid}", "room": room})
+    first = await ann.send(room, "made it", client_id=cid)
+    assert first["ok"] and not first["duplicate"], first
+    again = await ann.send(room, "made it", client_id=cid)
+    assert again["ok"] and again["duplicate"] and again["seq"] == first["seq"], again
+    assert [d["message"] for d in stored(mongo, room)] == ["made it"]
 
 
 async def test_same_client_id_in_another_room_is_another_message(server, client, room):
