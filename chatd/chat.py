@@ -8,10 +8,13 @@ broadcast message always exists in history (DESIGN.md, Write path and guarantees
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -30,6 +33,11 @@ Emit = Callable[[str, Any, str], Awaitable[None]]
 # Seq collisions only happen between workers sharing one room on FerretDB; each retry first
 # catches the counter up to the stored maximum, so a few tries are plenty.
 SEQ_ATTEMPTS = 20
+# A retry finding its client_id claimed but not stored waits this long from the claim before
+# storing it itself; the claiming send gives up before inserting after half of it. Two retries
+# of one stale claim on two workers at once can still store twice if their seqs fall in two
+# blocks of messages (Store.BLOCK_SEQS).
+CLAIM_SETTLE_SECS = 30.0
 
 
 def room_channel(room: str) -> str:
@@ -87,48 +95,87 @@ class Chat:
         return JoinResult(counted=last_seq, created=created, history=history, has_more=has_more)
 
     async def send(self, user: str, request: MessageRequest) -> SendResult:
-        client_id = request.client_id or "srv-" + uuid.uuid4().hex
         # One send at a time per room on this worker: concurrent seq updates of one room are
         # not isolated on FerretDB (Store.next_seq), local broadcasts leave in seq order, and
-        # a retry racing its original on this worker is found here without spending a seq.
+        # a retry racing its original on this worker finds it stored.
         async with self._room_lock(request.room):
-            if request.client_id is not None and not await self._store.claim_client_id(
-                request.room, request.client_id
-            ):
-                earlier = await self._store.find_by_client_id(request.room, request.client_id)
-                if earlier is not None:
-                    return SendResult(earlier, duplicate=True)
-                # Claimed but not stored: the first send failed or stopped half-way, or is
-                # still in flight on another worker (the unique client_id index settles that).
-            for _ in range(SEQ_ATTEMPTS):
-                now = utc_now()
-                seq = await self._store.next_seq(request.room)
-                try:
-                    message = await self._store.insert_message(
-                        request.room, user, request.text, seq, client_id, now
-                    )
-                except DuplicateKeyError:
-                    if request.client_id is None:
-                        # A fresh server-made client_id cannot clash: another worker took this
-                        # seq first. Skipping the read matters on FerretDB, where it is a scan.
-                        await self._store.catch_up_seq(request.room)
-                        continue
-                    # Either another worker stored this seq first, or the same client_id raced
-                    # in from another connection (it won: answer with it).
-                    holder = await self._store.get_message(request.room, seq)
-                    if holder is not None and holder.client_id != client_id:
-                        await self._store.catch_up_seq(request.room)
-                        continue
-                    earlier = holder or await self._store.find_by_client_id(request.room, client_id)
-                    if earlier is None:
-                        raise Unavailable("message store is unavailable, try again") from None
-                    return SendResult(earlier, duplicate=True)
-                await self._emit(
-                    protocol.CHAT_MESSAGE, message.to_wire(), room_channel(request.room)
+            if request.client_id is None:
+                return await self._store_message(user, request, "srv-" + uuid.uuid4().hex)
+            if await self._store.claim_client_id(request.room, request.client_id):
+                return await self._store_claimed(user, request, request.client_id)
+            earlier = await self._store.find_by_client_id(request.room, request.client_id)
+            if earlier is not None:
+                return SendResult(earlier, duplicate=True)
+            claimed = await self._store.claimed_at(request.room, request.client_id)
+            if claimed is None:  # released by a send that failed before storing
+                if not await self._store.claim_client_id(request.room, request.client_id):
+                    raise Unavailable("this message is being sent by another request; retry")
+                return await self._store_claimed(user, request, request.client_id)
+            if utc_now() - claimed < timedelta(seconds=CLAIM_SETTLE_SECS):
+                # The first send may still be storing it on another worker, into another
+                # block of messages where no unique index would catch the second copy.
+                raise Unavailable("an earlier send of this message is still in progress; retry")
+            # Claimed long ago and never stored: the first send stopped after trying.
+            return await self._store_message(user, request, request.client_id)
+
+    async def _store_claimed(
+        self, user: str, request: MessageRequest, client_id: str
+    ) -> SendResult:
+        """Store a message whose client_id this send has just claimed. A send that stops
+        before trying an insert gives the claim back, so a retry need not wait; one that tried
+        keeps it, as the insert may have been applied without an answer."""
+        started = time.monotonic()
+        tried = False
+
+        def before_insert() -> None:
+            nonlocal tried
+            if time.monotonic() - started > CLAIM_SETTLE_SECS / 2:
+                raise Unavailable("message store is busy, try again")
+            tried = True
+
+        try:
+            return await self._store_message(user, request, client_id, before_insert)
+        except BaseException:
+            if not tried:
+                with contextlib.suppress(Exception):
+                    await self._store.release_claim(request.room, client_id)
+            raise
+
+    async def _store_message(
+        self,
+        user: str,
+        request: MessageRequest,
+        client_id: str,
+        before_insert: Callable[[], None] = lambda: None,
+    ) -> SendResult:
+        for _ in range(SEQ_ATTEMPTS):
+            now = utc_now()
+            seq = await self._store.next_seq(request.room)
+            before_insert()
+            try:
+                message = await self._store.insert_message(
+                    request.room, user, request.text, seq, client_id, now
                 )
-                self._metrics.messages.inc()
-                self._activity.note(request.room, seq, now)
-                return SendResult(message, duplicate=False)
+            except DuplicateKeyError:
+                if request.client_id is None:
+                    # A fresh server-made client_id cannot clash: another worker took this
+                    # seq first. Skipping the read matters on FerretDB, where it is a scan.
+                    await self._store.catch_up_seq(request.room)
+                    continue
+                # Either another worker stored this seq first, or the same client_id raced
+                # in from another connection (it won: answer with it).
+                holder = await self._store.get_message(request.room, seq)
+                if holder is not None and holder.client_id != client_id:
+                    await self._store.catch_up_seq(request.room)
+                    continue
+                earlier = holder or await self._store.find_by_client_id(request.room, client_id)
+                if earlier is None:
+                    raise Unavailable("message store is unavailable, try again") from None
+                return SendResult(earlier, duplicate=True)
+            await self._emit(protocol.CHAT_MESSAGE, message.to_wire(), room_channel(request.room))
+            self._metrics.messages.inc()
+            self._activity.note(request.room, seq, now)
+            return SendResult(message, duplicate=False)
         raise Unavailable("message store is busy, try again")
 
     async def close(self, grace_secs: float) -> None:
