@@ -332,17 +332,17 @@ class Store:
 
     async def catch_up_seq(self, room: str) -> None:
         """Raise the room's counter past every stored seq, after a seq collision."""
+        # The counter (else the document of a room from before counters): reading the room
+        # document on every collision would scan `rooms` on FerretDB.
+        top = await self.room_seq(room)
+        if top is None:
+            return
+        # Only a few seqs can have been taken past a lagging counter: walk up by key.
+        for _ in range(10_000):
+            if await self.get_message(room, top + 1) is None:
+                break
+            top += 1
         async with _mongo_errors("catch up seq"):
-            doc = await self.rooms.find_one({"_id": room})
-            if doc is None:
-                return
-            top = (await self._with_counter(doc)).last_seq
-            # Only a few seqs can have been taken past a lagging counter: walk up by key.
-            for _ in range(10_000):
-                key = message_key(room, top + 1)
-                if await self._messages(room, block_of(top + 1)).find_one({"_id": key}) is None:
-                    break
-                top += 1
             await self._raise_counter(room, top)
 
     async def note_activity(self, room: str, seq: int, at: datetime) -> None:
