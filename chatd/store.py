@@ -175,6 +175,8 @@ class Store:
         await messages.create_index(
             [("client_id", ASCENDING)], unique=True, name="client_id_unique"
         )
+        if len(self._indexed) >= KNOWN_ROOMS_MAX:
+            self._indexed.clear()  # bounded like _known_rooms; creating an index again is a no-op
         self._indexed.add((room, block))
 
     async def close(self) -> None:
