@@ -32,6 +32,8 @@ scenarios (each one command; defaults in `scripts/bench SCENARIO --help`):
   idle     worker RSS per idle connection at 2,000 and 10,000 connections
   scaling  fanout step-up against 1 worker, then 2 (starts them with scripts/spawn
            --base-port, or give --target-1 and --target-2)
+  bigroom  fills one room with 20,000 messages (ack latency per 1,000), then times joins
+           of it, one at a time and 20 at once (first target only)
 """
 
 DEFAULT_TARGET = "http://127.0.0.1:3001,http://127.0.0.1:3002"
@@ -42,6 +44,7 @@ SCENARIO_DEFAULTS: dict[str, dict[str, object]] = {
     "ingest": dict(clients=400, rooms=200, senders=200, rate=0.05, duration=10.0, warmup=3.0),
     "idle": dict(clients=0, rooms=1, senders=0, procs=1, connect_concurrency=100),
     "scaling": dict(clients=1000, rooms=10, senders=10, rate=1.0, duration=10.0, warmup=3.0),
+    "bigroom": dict(clients=1, rooms=1, senders=1, rate=1.0, duration=1.0, warmup=0.0, procs=1),
 }
 MAX_CLIENTS = 20_000
 MAX_DURATION_SECS = 600.0
@@ -164,6 +167,11 @@ def _parser() -> argparse.ArgumentParser:
                 default=3400,
                 help="scripts/spawn --base-port for workers started here",
             )
+        if name == "bigroom":
+            p.add_argument("--messages", type=int, default=20_000, help="messages to add")
+            p.add_argument("--every", type=int, default=1000, help="report every N messages")
+            p.add_argument("--joins", type=int, default=20, help="joins at once, at the end")
+            p.add_argument("--room", help="room to fill (default: a new one per run)")
         if name == "scaling":
             p.add_argument("--target-1", help="one worker's URL (default: spawn one)")
             p.add_argument("--target-2", help="two workers' URLs (default: spawn two)")

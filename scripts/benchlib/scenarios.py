@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from benchlib import cluster, procfs, report, runner
+from benchlib.bigroom import bigroom
 from benchlib.guard import parse_targets
 
 Result = tuple[dict[str, Any], int]
@@ -263,4 +264,5 @@ SCENARIOS = {
     "ingest": ingest,
     "idle": idle,
     "scaling": scaling,
+    "bigroom": bigroom,
 }

@@ -55,3 +55,32 @@ def test_bench_refuses_a_non_loopback_target() -> None:
 
     assert result.returncode == 2
     assert "non-loopback" in result.stderr
+
+
+@pytest.mark.bench
+def test_bench_bigroom_fills_a_room_and_times_its_joins(
+    start_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    worker = start_worker(**BENCH_LIMITS)
+    out = tmp_path / "bigroom.json"
+
+    result = run_bench(
+        "bigroom",
+        "--target",
+        worker.url,
+        "--messages",
+        "30",
+        "--every",
+        "10",
+        "--joins",
+        "3",
+        "--json",
+        str(out),
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert [row["messages"] for row in report["fill"]] == [10, 20, 30]
+    assert all(row["count"] == 10 and not row["errors"] for row in report["fill"])
+    assert report["joins"]["single_outcomes"] == ["ok", "ok", "ok"]
+    assert report["joins"]["together_outcomes"] == {"ok": 3}
