@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 import weakref
@@ -38,6 +39,24 @@ SEQ_ATTEMPTS = 20
 # of one stale claim on two workers at once can still store twice if their seqs fall in two
 # blocks of messages (Store.BLOCK_SEQS).
 CLAIM_SETTLE_SECS = 30.0
+
+
+def within_bytes(
+    messages: list[Message], budget: int, keep_newest: bool
+) -> tuple[list[Message], bool]:
+    """The longest run of `messages` (oldest first) whose wire form fits `budget` bytes, from
+    the newest end or the oldest; and whether any were left out. Always at least one."""
+    ordered = reversed(messages) if keep_newest else iter(messages)
+    kept: list[Message] = []
+    used = 0
+    for message in ordered:
+        used += len(json.dumps(message.to_wire(), ensure_ascii=False).encode())
+        if used > budget and kept:
+            break
+        kept.append(message)
+    if keep_newest:
+        kept.reverse()
+    return kept, len(kept) < len(messages)
 
 
 def room_channel(room: str) -> str:
@@ -92,7 +111,12 @@ class Chat:
             history, has_more = await self._store.messages_after(
                 request.room, request.since, self._settings.limits_replay, last_seq
             )
-        return JoinResult(counted=last_seq, created=created, history=history, has_more=has_more)
+        history, trimmed = within_bytes(
+            history, self._settings.limits_replay_bytes, keep_newest=request.since is None
+        )
+        return JoinResult(
+            counted=last_seq, created=created, history=history, has_more=has_more or trimmed
+        )
 
     async def send(self, user: str, request: MessageRequest) -> SendResult:
         # One send at a time per room on this worker: concurrent seq updates of one room are

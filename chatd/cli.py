@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -33,18 +34,27 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--base-port", type=int, default=3000, help="worker I listens on base+I")
     render.add_argument("--listen", default="0.0.0.0:3000", help="front door address")
     render.add_argument("--dir", required=True, help="folder for nginx.conf, pid, logs, temp")
+    render.add_argument(
+        "--conn-per-ip",
+        type=int,
+        default=None,
+        help="open connections per client address (default CHATD_FRONT_CONN_PER_IP or 100)",
+    )
     return parser
 
 
 def render_nginx(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from chatd.frontdoor import write_nginx_conf
+    from chatd.frontdoor import CONN_PER_IP_DEFAULT, write_nginx_conf
 
     settings = load_settings()
     workers = [(i, args.base_port + i) for i in range(1, args.workers + 1)]
+    per_ip = args.conn_per_ip
+    if per_ip is None:
+        per_ip = int(os.environ.get("CHATD_FRONT_CONN_PER_IP", CONN_PER_IP_DEFAULT))
     path = write_nginx_conf(
-        workers, args.listen, Path(args.dir).resolve(), settings.limits_frame_bytes
+        workers, args.listen, Path(args.dir).resolve(), settings.limits_frame_bytes, per_ip
     )
     print(path)
     return 0

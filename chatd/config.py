@@ -6,6 +6,7 @@ Every field is named `<section>_<key>`; its environment variable is `CHATD_<SECT
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ class Settings:
     server_drain_secs: float = 5.0
     server_log_level: str = "INFO"
     server_static_dir: str = ""
+    server_metrics_allow: str = "127.0.0.0/8,::1"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "chatd"
     redis_presence_ttl_secs: int = 15
@@ -50,6 +52,7 @@ class Settings:
     limits_rate_per_minute: int = 120
     limits_history: int = 50
     limits_replay: int = 500
+    limits_replay_bytes: int = 262_144
     limits_outbuf_bytes: int = 1_048_576
     limits_connections_per_ip: int = 0
     limits_ping_interval_secs: int = 25
@@ -58,6 +61,11 @@ class Settings:
     @property
     def static_path(self) -> Path:
         return Path(self.server_static_dir) if self.server_static_dir else ROOT_DIR / "static"
+
+    @property
+    def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        parts = [p.strip() for p in self.server_metrics_allow.split(",") if p.strip()]
+        return [ipaddress.ip_network(p, strict=False) for p in parts]
 
     @property
     def allowed_origins(self) -> list[str]:
@@ -84,6 +92,10 @@ class Settings:
         for origin in self.allowed_origins:
             if origin == "*" or urlparse(origin).scheme not in ("http", "https"):
                 bad("server_cors_origins", f"{origin!r} is not an http(s) origin ('*' is refused)")
+        try:
+            self.metrics_networks  # noqa: B018 - parsing is the check
+        except ValueError as exc:
+            bad("server_metrics_allow", f"not a list of networks: {exc}")
         if not self.static_path.is_dir():
             bad("server_static_dir", f"{self.static_path} is not a directory")
         redis_url = urlparse(self.redis_url)
@@ -125,6 +137,9 @@ class Settings:
             bad("limits_history", "must be 1..1000")
         if not 1 <= self.limits_replay <= 10_000:
             bad("limits_replay", "must be 1..10000")
+        if not 4096 <= self.limits_replay_bytes <= self.limits_outbuf_bytes // 2:
+            # A join's history is one packet: it must fit a client's output bound with room.
+            bad("limits_replay_bytes", "must be 4096..half of limits.outbuf_bytes")
         if not 0 <= self.limits_connections_per_ip <= 1_000_000:
             bad("limits_connections_per_ip", "must be 0 (no cap)..1000000")
         if not 65_536 <= self.limits_outbuf_bytes <= 64 * 1_048_576:

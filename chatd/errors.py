@@ -2,6 +2,8 @@
 
     ChatError
     ├── InvalidPayload   invalid_payload  (wrong type, bad characters, missing field)
+    │   └── NotJson      invalid_payload  (HTTP 415: a body that does not say it is JSON)
+    ├── Forbidden        forbidden        (not allowed from here, or not for this user)
     ├── TooLong          too_long
     ├── NotJoined        not_joined
     ├── NotFound         not_found
@@ -28,6 +30,15 @@ class ChatError(Exception):
 class InvalidPayload(ChatError):
     code = "invalid_payload"
     http_status = 400
+
+
+class NotJson(InvalidPayload):
+    http_status = 415
+
+
+class Forbidden(ChatError):
+    code = "forbidden"
+    http_status = 403
 
 
 class TooLong(ChatError):

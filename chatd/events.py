@@ -87,6 +87,13 @@ class Events:
         )
         self._sio.on(protocol.LEAVE_ROOM, handler=self._wrap(protocol.LEAVE_ROOM, self.leave_room))
         self._sio.on(protocol.TYPING, handler=self._wrap(protocol.TYPING, self.typing))
+        # Any other event name: answered, so a client waiting on its ack is not left hanging.
+        self._sio.on("*", handler=self.unknown_event)
+
+    async def unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        self._metrics.errors.labels("unknown_event").inc()
+        log.info("unknown event from sid=%s: %.64r", sid, event)
+        return protocol.fail("unknown_event", f"no such event {event[:64]!r}")
 
     def _wrap(self, event: str, handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def handle(sid: str, *args: Any) -> dict[str, Any]:
@@ -175,11 +182,12 @@ class Events:
     async def join_room(self, sid: str, data: Any) -> dict[str, Any]:
         session = self._session(sid)
         request = protocol.parse_join(data)
-        if request.room not in session.joined:
-            if len(session.joined) >= MAX_ROOMS_PER_CONNECTION:
-                raise InvalidPayload(f"at most {MAX_ROOMS_PER_CONNECTION} rooms per connection")
-            if not session.joins.take():
-                raise RateLimited("too many joins; slow down")
+        if request.room not in session.joined and len(session.joined) >= MAX_ROOMS_PER_CONNECTION:
+            raise InvalidPayload(f"at most {MAX_ROOMS_PER_CONNECTION} rooms per connection")
+        # Every join counts, a re-join of a room already joined too: each one reads and sends
+        # up to limits.replay_bytes of history.
+        if not session.joins.take():
+            raise RateLimited("too many joins; slow down")
         await self._sio.enter_room(sid, room_channel(request.room))
         try:
             result = await self._chat.join(request)

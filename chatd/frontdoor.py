@@ -11,10 +11,21 @@ TEMPLATE_FILE = ROOT_DIR / "config" / "nginx.conf.template"
 TEMP_SUBDIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
 # A worker that fails once is skipped for this long for new sessions and REST.
 FAIL_TIMEOUT_SECS = 2
+# Open connections one client address may hold through the front door: a browser holds one per
+# tab, so this leaves room for a household or a small office behind one NAT, and stops one
+# address from opening thousands.
+CONN_PER_IP_DEFAULT = 100
+# Not counted: benchmarks and local tools connect from loopback.
+CONN_EXEMPT = ("127.0.0.0/8", "::1")
 
 
 def render_nginx(
-    workers: list[tuple[int, int]], listen: str, directory: Path, max_body_bytes: int
+    workers: list[tuple[int, int]],
+    listen: str,
+    directory: Path,
+    max_body_bytes: int,
+    conn_per_ip: int = CONN_PER_IP_DEFAULT,
+    conn_exempt: tuple[str, ...] = CONN_EXEMPT,
 ) -> str:
     """workers: (worker_id, port) pairs, all on 127.0.0.1."""
     if not workers:
@@ -36,15 +47,25 @@ def render_nginx(
         sid_map=sid_map,
         pool_servers=pool,
         worker_upstreams=singles,
+        conn_per_ip=str(conn_per_ip),
+        conn_exempt="\n".join(f'        {net} "";' for net in conn_exempt),
+        conn_limit=f"            limit_conn chatd_per_ip {conn_per_ip};" if conn_per_ip else "",
     )
 
 
 def write_nginx_conf(
-    workers: list[tuple[int, int]], listen: str, directory: Path, max_body_bytes: int
+    workers: list[tuple[int, int]],
+    listen: str,
+    directory: Path,
+    max_body_bytes: int,
+    conn_per_ip: int = CONN_PER_IP_DEFAULT,
+    conn_exempt: tuple[str, ...] = CONN_EXEMPT,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for sub in TEMP_SUBDIRS:
         (directory / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     path = directory / "nginx.conf"
-    path.write_text(render_nginx(workers, listen, directory, max_body_bytes))
+    path.write_text(
+        render_nginx(workers, listen, directory, max_body_bytes, conn_per_ip, conn_exempt)
+    )
     return path

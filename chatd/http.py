@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from typing import Any
@@ -11,18 +12,20 @@ import tornado.web
 from chatd import protocol
 from chatd.bus import Presence
 from chatd.chat import Chat
-from chatd.errors import ChatError, InvalidPayload
+from chatd.errors import ChatError, Forbidden, InvalidPayload, NotJson
 from chatd.metrics import Metrics
+from chatd.origins import OriginPolicy
 from chatd.store import Store
 
 log = logging.getLogger(__name__)
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ROOMS_LIST_MAX = 200
 PAGE_DEFAULT, PAGE_MAX = 50, 200
 # No inline script or style, no third-party origin: user text can never become code.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
 )
 
@@ -71,20 +74,28 @@ class JsonHandler(tornado.web.RequestHandler):
         super().send_error(status_code, **kwargs)
 
     def json_body(self) -> dict[str, Any]:
+        # A form posted by another site can only say text/plain or form encodings: requiring
+        # JSON's own type makes a cross-site write need a CORS preflight, which is refused.
+        kind = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise NotJson("the body must be JSON, sent as Content-Type: application/json")
         try:
             body = json.loads(self.request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidPayload("body must be JSON") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidPayload("body must be JSON (nested at most a few hundred deep)") from None
         if not isinstance(body, dict):
             raise InvalidPayload("body must be a JSON object")
         return body
 
 
 class RoomsHandler(JsonHandler):
-    def initialize(self, chat: Chat, store: Store, presence: Presence) -> None:
+    def initialize(
+        self, chat: Chat, store: Store, presence: Presence, origins: OriginPolicy
+    ) -> None:
         self.chat = chat
         self.store = store
         self.presence = presence
+        self.origins = origins
 
     async def get(self) -> None:
         rooms = await self.store.list_rooms(ROOMS_LIST_MAX)
@@ -92,6 +103,9 @@ class RoomsHandler(JsonHandler):
         self.write_json({"rooms": [r.to_wire(counts.get(r.name, 0)) for r in rooms]})
 
     async def post(self) -> None:
+        # The rule sockets follow: a page of another site may not create rooms.
+        if not self.origins.allows(self.request.headers.get("Origin"), self.request.host):
+            raise Forbidden("requests from another site's pages are refused")
         name = protocol.parse_room(self.json_body().get("name"))
         room, created = await self.chat.create_room(name)
         counts = await self.presence.counts([name])
@@ -147,10 +161,21 @@ class ReadyHandler(JsonHandler):
 
 
 class MetricsHandler(tornado.web.RequestHandler):
-    def initialize(self, metrics: Metrics) -> None:
+    """Only for the networks in server.metrics_allow (loopback by default): the figures say
+    how busy the chat is, which is no business of its users. Behind the front door the
+    address is the browser's (X-Real-IP), so the front door does not make them public."""
+
+    def initialize(self, metrics: Metrics, allow: list[IPNetwork]) -> None:
         self.metrics = metrics
+        self.allow = allow
 
     def get(self) -> None:
+        try:
+            address = ipaddress.ip_address(self.request.remote_ip or "")
+        except ValueError:
+            address = None
+        if address is None or not any(address in net for net in self.allow):
+            raise tornado.web.HTTPError(404)
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(self.metrics.render())
 
@@ -158,6 +183,12 @@ class MetricsHandler(tornado.web.RequestHandler):
 class StaticHandler(tornado.web.StaticFileHandler):
     def set_default_headers(self) -> None:
         set_security_headers(self)
+
+    async def get(self, path: str, include_body: bool = True) -> None:
+        # os.stat refuses a NUL byte with ValueError, which Tornado answers with a 500.
+        if "\x00" in path:
+            raise tornado.web.HTTPError(400)
+        await super().get(path, include_body)
 
     def set_extra_headers(self, path: str) -> None:
         # The page must be revalidated so a new release reaches browsers at once.

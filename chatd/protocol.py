@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from chatd import names
 from chatd.errors import ChatError, InvalidPayload, TooLong
 
 # Client -> server events (names from the original brief are kept on the wire).
@@ -25,10 +26,7 @@ PRESENCE = "presence"
 ROOM_MAX_CHARS = 64
 USERNAME_MAX_CHARS = 32
 CLIENT_ID_MAX_CHARS = 64
-# Starts with a letter, digit or '_' (any script); then also space, '-' and '.'; no trailing
-# space. A leading '.' would let a room name walk REST paths ('..'). Used with fullmatch():
-# with match(), '$' also matches before a trailing newline, so "room\n" would pass.
-_NAME_RE = re.compile(r"\w([\w .\-]*[\w.\-])?")
+_NAME_NORMALISING_SLACK = 4
 _CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]+")
 # C0 controls other than tab and newline, DEL and the C1 range: never meaningful in chat text.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -87,17 +85,19 @@ def _require_object(data: Any) -> dict[str, Any]:
 
 
 def parse_name(value: Any, what: str, max_chars: int) -> str:
+    """The name in its one canonical spelling (chatd/names.py says which names are allowed).
+    A leading '.' is never allowed, so a room name cannot walk REST paths ('..')."""
     if not isinstance(value, str):
         raise InvalidPayload(f"{what} must be a string", field=what)
-    if len(value) > max_chars:
+    # Normalising may shorten a name (NFD to NFC) but never by more than this.
+    if len(value) > max_chars * _NAME_NORMALISING_SLACK:
         raise TooLong(f"{what} is longer than {max_chars} characters", field=what)
-    if not _NAME_RE.fullmatch(value):
-        raise InvalidPayload(
-            f"{what} must be 1-{max_chars} letters, digits, spaces, '-', '.' or '_', "
-            "start with a letter, digit or '_' and not end with a space",
-            field=what,
-        )
-    return value
+    try:
+        return names.normalize_name(value, what, max_chars)
+    except names.TooLongName as exc:
+        raise TooLong(str(exc), field=what) from None
+    except names.NameProblem as exc:
+        raise InvalidPayload(str(exc), field=what) from None
 
 
 def parse_room(value: Any) -> str:
@@ -131,7 +131,7 @@ def parse_text(value: Any, max_chars: int) -> str:
         raise InvalidPayload("message must be a string", field="message")
     if len(value) > max_chars:
         raise TooLong(f"message is longer than {max_chars} characters", field="message")
-    if not value.strip():
+    if not names.has_visible_character(value):
         raise InvalidPayload("message is empty", field="message")
     if _CONTROL_RE.search(value):
         raise InvalidPayload("message contains control characters", field="message")

@@ -325,13 +325,18 @@ def start_front_door(
     nginx = "/usr/sbin/nginx"
     started: list[FrontDoor] = []
 
-    def start(workers: list[Worker]) -> FrontDoor:
+    def start(workers: list[Worker], **conf_options: Any) -> FrontDoor:
+        """`conf_options`: write_nginx_conf's keyword arguments (per-address limits)."""
         if not os.path.exists(nginx):
             _service_missing("nginx", nginx, FileNotFoundError(nginx))
         port = free_port()
         directory = tmp_path_factory.mktemp("nginx")
         conf = write_nginx_conf(
-            [(w.worker_id, w.port) for w in workers], f"127.0.0.1:{port}", directory, 1_000_000
+            [(w.worker_id, w.port) for w in workers],
+            f"127.0.0.1:{port}",
+            directory,
+            1_000_000,
+            **conf_options,
         )
         proc = subprocess.Popen(
             [nginx, "-p", str(directory), "-c", str(conf)],

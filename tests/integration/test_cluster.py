@@ -209,12 +209,13 @@ async def test_sigkilled_workers_clients_reconnect_and_recover_every_message(
     assert ann.connected and ann.eio.sid.startswith(f"w{survivor.worker_id}.")
     # The dead worker cannot say goodbye; its users fade out of presence within 30 s.
     killed = time.monotonic()
-    online = None
-    while time.monotonic() - killed < 30:
-        online = (await bob.call("joinRoom", {"username": "bob", "room": room}))["online"]
-        if "ghost" not in online:
+    while time.monotonic() - killed < 30:  # polled over REST: every join counts
+        _, body = await asyncio.to_thread(http_get, survivor.url + "/api/rooms")
+        listed = {r["name"]: r["online"] for r in json.loads(body)["rooms"]}
+        if listed.get(room) == 2:
             break
         await asyncio.sleep(0.5)
+    online = (await bob.call("joinRoom", {"username": "bob", "room": room}))["online"]
     assert online == ["ann", "bob"], online
     await ann.disconnect()
     await bob.disconnect()

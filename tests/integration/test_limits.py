@@ -4,19 +4,25 @@ protocol versions and compression (RELIABILITY.md S1, S4, S5, S11 and finding 12
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import os
-import socket
 import time
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.conftest import Worker, http_get
 from tests.integration.conftest import stored
+from tests.integration.raw import (
+    Polling,
+    assert_ready,
+    open_raw_websocket,
+    polling_open,
+    raw_exchange,
+    rss_kb,
+    status_of,
+    websocket_handshake,
+)
 
 MESSAGE_CHARS = 2000  # limits.message_chars in config/chatd.toml
 FRAME_BYTES = 1_000_000  # limits.frame_bytes
@@ -24,123 +30,6 @@ RATE_BURST = 20  # limits.rate_burst
 RATE_PER_SEC = 120 / 60  # limits.rate_per_minute
 RSS_GROWTH_MAX_KB = 20 * 1024
 SETTLE_SECS = 0.3
-
-
-def rss_kb(worker: Worker) -> int:
-    assert worker.proc is not None
-    with open(f"/proc/{worker.proc.pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def assert_ready(worker: Worker) -> None:
-    assert worker.proc is not None and worker.proc.poll() is None, "worker died"
-    assert http_get(worker.url + "/readyz")[0] == 200
-
-
-# ---- raw HTTP -------------------------------------------------------------------------------
-
-
-def raw_exchange(worker: Worker, head: bytes, body: bytes = b"", timeout: float = 5.0) -> bytes:
-    """Send a request as raw bytes and read until the server closes or goes quiet. A server
-    that refuses the body mid-way may reset the connection: that counts as a refusal."""
-    with socket.create_connection(("127.0.0.1", worker.port), timeout=timeout) as sock:
-        received = b""
-        try:
-            sock.sendall(head)
-            view = memoryview(body)
-            for offset in range(0, len(body), 65536):
-                sock.sendall(view[offset : offset + 65536])
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        with contextlib.suppress(TimeoutError, ConnectionResetError):
-            sock.settimeout(1.0)
-            for _ in range(1000):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                received += chunk
-        return received
-
-
-def status_of(response: bytes) -> int | None:
-    if not response.startswith(b"HTTP/1.1 "):
-        return None
-    return int(response.split(b" ", 2)[1])
-
-
-def handshake_headers(worker: Worker, query: str, **headers: str) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET /socket.io/?{query} HTTP/1.1",
-        f"Host: 127.0.0.1:{worker.port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items()),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def websocket_handshake(worker: Worker, query: str = "EIO=4&transport=websocket", **headers: str):
-    """Status line and headers of a raw WebSocket upgrade request."""
-    with socket.create_connection(("127.0.0.1", worker.port), timeout=5) as sock:
-        sock.sendall(handshake_headers(worker, query, **headers))
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    status = int(head[0].split(" ", 2)[1])
-    fields = {}
-    for line in head[1:]:
-        name, _, value = line.partition(":")
-        fields[name.strip().lower()] = value.strip()
-    return status, fields
-
-
-def polling_open(worker: Worker, **headers: str) -> tuple[int, str]:
-    """Open an Engine.IO polling session; return (status, body)."""
-    extra = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
-    head = (
-        f"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 127.0.0.1:{worker.port}\r\n"
-        f"{extra}Connection: close\r\n\r\n"
-    ).encode()
-    response = raw_exchange(worker, head)
-    status = status_of(response)
-    assert status is not None, response[:200]
-    return status, response.split(b"\r\n\r\n", 1)[1].decode(errors="replace")
-
-
-class Polling:
-    """A raw Engine.IO v4 long-polling session over aiohttp (no Socket.IO client library)."""
-
-    def __init__(self, http: aiohttp.ClientSession, worker: Worker) -> None:
-        self.http = http
-        self.base = worker.url + "/socket.io/?EIO=4&transport=polling"
-        self.sid = ""
-
-    async def open(self) -> None:
-        async with self.http.get(self.base) as resp:
-            assert resp.status == 200
-            text = await resp.text()
-        assert text.startswith("0")
-        self.sid = json.loads(text[1:])["sid"]
-
-    async def post(self, payload: str) -> int:
-        async with self.http.post(f"{self.base}&sid={self.sid}", data=payload.encode()) as resp:
-            await resp.read()
-            return resp.status
-
-    async def get(self) -> list[str]:
-        async with self.http.get(f"{self.base}&sid={self.sid}") as resp:
-            assert resp.status == 200
-            return (await resp.text()).split("\x1e")
 
 
 # ---- sizes ----------------------------------------------------------------------------------
@@ -192,20 +81,6 @@ async def test_frame_under_the_byte_limit_gets_an_ack_and_the_connection_stays(
     ack = await ann.send(room, "x" * (FRAME_BYTES - 10_000))
     assert ack["ok"] is False and ack["error"]["code"] == "too_long"
     assert (await ann.send(room, "small"))["ok"]
-
-
-async def open_raw_websocket(http: aiohttp.ClientSession, worker: Worker):
-    ws = await http.ws_connect(
-        worker.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
-        max_msg_size=0,
-        autoping=True,
-    )
-    opened = await ws.receive_str(timeout=5)
-    assert opened.startswith("0")
-    await ws.send_str("40")
-    connected = await ws.receive_str(timeout=5)
-    assert connected.startswith("40")
-    return ws
 
 
 @pytest.mark.parametrize("megabytes", [1.5, 12])
@@ -387,9 +262,9 @@ def test_cross_origin_websocket_upgrade_is_refused_with_403(server):
     assert status == 403
 
 
-def test_cross_origin_polling_handshake_is_refused_with_400(server):
+def test_cross_origin_polling_handshake_is_refused_with_403(server):
     status, body = polling_open(server, Origin="http://evil.example")
-    assert status == 400
+    assert status == 403
     assert '"sid"' not in body
 
 
@@ -408,7 +283,7 @@ def test_same_origin_or_no_origin_handshakes_are_accepted(server, origin):
 )
 def test_lookalike_origins_are_refused(server, origin):
     assert websocket_handshake(server, Origin=origin)[0] == 403
-    assert polling_open(server, Origin=origin)[0] == 400
+    assert polling_open(server, Origin=origin)[0] == 403
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,9 @@ def request(
         conn.close()
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def get_json(worker: Worker, path: str) -> tuple[int, Any]:
     resp = request(worker, "GET", path)
     return resp.status, resp.json()
@@ -133,7 +136,7 @@ def test_post_room_creates_it_with_201_then_answers_200(server, room):
     ],
 )
 def test_post_room_with_invalid_name_or_body_is_400(server, body):
-    resp = request(server, "POST", "/api/rooms", json.dumps(body).encode())
+    resp = request(server, "POST", "/api/rooms", json.dumps(body).encode(), JSON)
     assert_error(resp, 400, "invalid_payload")
 
 
@@ -144,7 +147,7 @@ def test_post_room_with_non_json_body_is_400(server, raw):
 
 
 def test_post_room_with_too_long_name_is_400_too_long(server):
-    resp = request(server, "POST", "/api/rooms", json.dumps({"name": "r" * 65}).encode())
+    resp = request(server, "POST", "/api/rooms", json.dumps({"name": "r" * 65}).encode(), JSON)
     assert_error(resp, 400, "too_long")
 
 

@@ -1,0 +1,467 @@
+"""The one place that reaches into python-socketio, python-engineio and Tornado internals.
+
+Everything here changes how the stock libraries treat a hostile or slow client; the rest of
+chatd uses the public `socketio.AsyncServer` API and reads as if the libraries did this
+themselves:
+
+- every session's queued output is bounded in bytes (`limits.outbuf_bytes`) on both
+  transports, and one long-polling response carries at most `limits.frame_bytes`;
+- a polling session that stops polling is closed after ping interval + ping timeout;
+- a WebSocket upgrade that Engine.IO would refuse after the 101 is refused before it;
+- packets that cannot be decoded, and events named like the server's own (`connect`,
+  `disconnect`, ...), drop the connection with one bounded log line;
+- session ids carry the worker's prefix and nothing guessable after it.
+
+The versions these assumptions were checked against are pinned in setup.cfg and checked at
+start (`check_versions`); tests/unit/test_engine_contract.py tests each assumption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from importlib.metadata import version
+from typing import Any
+
+import engineio
+import engineio.async_socket
+import engineio.payload
+import socketio
+from engineio import packet as eio_packet
+from tornado.iostream import StreamBufferFullError
+from tornado.websocket import WebSocketClosedError
+
+from chatd.origins import OriginPolicy
+
+log = logging.getLogger(__name__)
+
+# Checked at start: the internals used below are those of these release lines.
+SUPPORTED = {"python-socketio": (5, 18), "python-engineio": (4, 15), "tornado": (6, 6)}
+# Stock Engine.IO answers 200 to a polling POST of more than 16 packets and discards them all:
+# a client flushing its offline queue would lose messages. The byte limit still bounds a POST.
+MAX_DECODE_PACKETS = 10_000
+# Names the Socket.IO protocol or its clients give a meaning of their own: a client event of
+# one of these names would run the server's lifecycle handlers.
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+LOG_LINE_MAX_CHARS = 200
+SID_RANDOM_BYTES = 16
+# Protocol refusals logged per worker per LOG_WINDOW_SECS; beyond that they are only counted,
+# so a flood of bad clients cannot flood the log.
+LOG_LINES_PER_WINDOW = 20
+LOG_WINDOW_SECS = 10.0
+# Engine.IO packets a client may send: CLOSE, PONG, MESSAGE, UPGRADE; PING only as the
+# upgrade probe.
+CLIENT_PACKET_TYPES = frozenset(
+    {eio_packet.CLOSE, eio_packet.PONG, eio_packet.MESSAGE, eio_packet.UPGRADE}
+)
+
+
+def check_versions() -> None:
+    """Refuse to start on a library release line whose internals were not checked."""
+    wrong = []
+    for name, (major, minor) in SUPPORTED.items():
+        found = tuple(int(p) for p in version(name).split(".")[:2])
+        if found != (major, minor):
+            wrong.append(f"{name} {version(name)} (chatd supports {major}.{minor}.x)")
+    if wrong:
+        raise RuntimeError("unsupported library versions: " + ", ".join(wrong))
+
+
+def configure() -> None:
+    engineio.payload.Payload.max_decode_packets = MAX_DECODE_PACKETS
+
+
+def _bounded(text: object) -> str:
+    line = repr(text)
+    return line if len(line) <= LOG_LINE_MAX_CHARS else line[:LOG_LINE_MAX_CHARS] + "..."
+
+
+class _RefusalLog:
+    """At most LOG_LINES_PER_WINDOW lines per window; the rest are counted in the next line."""
+
+    def __init__(self) -> None:
+        self._window_start = 0.0
+        self._lines = 0
+        self._silenced = 0
+
+    def __call__(self, what: str, sid: str, detail: object) -> None:
+        now = time.monotonic()
+        if now - self._window_start > LOG_WINDOW_SECS:
+            if self._silenced:
+                log.info("%d more protocol refusals were not logged", self._silenced)
+            self._window_start, self._lines, self._silenced = now, 0, 0
+        if self._lines >= LOG_LINES_PER_WINDOW:
+            self._silenced += 1
+            return
+        self._lines += 1
+        log.info("%s from %s: %s; disconnecting", what, sid, _bounded(detail))
+
+
+refused = _RefusalLog()
+
+
+def malformed_frame(message: str | bytes) -> str | None:
+    """Why a WebSocket frame is not an Engine.IO packet a client may send, or None. Checked
+    before Engine.IO decodes it, which raises on such frames outside any handler."""
+    if isinstance(message, bytes):
+        return None  # a binary MESSAGE: Socket.IO refuses it with the other binary packets
+    if not message or not message[0].isdigit():
+        return "not an Engine.IO packet"
+    kind = int(message[0])
+    if kind in CLIENT_PACKET_TYPES or message == "2probe":
+        return None
+    return f"Engine.IO packet type {kind} is not one a client sends"
+
+
+def _packet_bytes(item: Any) -> int:
+    if item is None:
+        return 0
+    data = item.data
+    return len(data) if isinstance(data, str | bytes) else 64
+
+
+class ByteQueue(asyncio.Queue[Any]):
+    """An Engine.IO send queue that knows how many bytes it holds."""
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self.bytes = 0
+        self.held: deque[Any] = deque()
+
+    def _put(self, item: Any) -> None:
+        self.bytes += _packet_bytes(item)
+        super()._put(item)
+
+    def _get(self) -> Any:
+        item = super()._get()
+        self.bytes -= _packet_bytes(item)
+        return item
+
+    def next_bytes(self) -> int | None:
+        """Size of the packet a `get_nowait` would return, or None when empty."""
+        items: deque[Any] = self._queue  # type: ignore[attr-defined]
+        return _packet_bytes(items[0]) if items else None
+
+
+class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
+    """One Engine.IO session whose unsent output is bounded on every transport."""
+
+    def __init__(self, server: ChatEngine, sid: str) -> None:
+        super().__init__(server, sid)
+        self.queue = ByteQueue()
+        self.cut = False
+        self.polls = 0  # long-polling GETs in flight
+        self.last_poll = time.monotonic()
+
+    async def send(self, pkt: Any) -> None:
+        if self.cut:
+            return
+        queue: ByteQueue = self.queue
+        if queue.bytes + _packet_bytes(pkt) > self.server.outbuf_bytes:
+            self.cut = True
+            log.warning(
+                "slow consumer %s (%s): over %d bytes unsent, closing",
+                self.sid,
+                "websocket" if self.upgraded else "polling",
+                self.server.outbuf_bytes,
+            )
+            # Not awaited here: send() runs inside event handlers of this very session, and
+            # closing runs its disconnect handler, which waits for them.
+            self.server.start_background_task(self._close_cut)
+            return
+        await super().send(pkt)
+
+    async def _close_cut(self) -> None:
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+        queue: ByteQueue = self.queue
+        while not queue.empty():
+            queue.get_nowait()
+            queue.task_done()
+        queue.put_nowait(None)  # ends a waiting long-poll or the WebSocket writer
+
+    async def poll(self) -> list[Any]:
+        """Like Engine.IO's, but one response carries at most `frame_bytes` (always at least
+        one packet); the rest waits for the next poll."""
+        queue: ByteQueue = self.queue
+        try:
+            first = await asyncio.wait_for(
+                queue.get(), self.server.ping_interval + self.server.ping_timeout
+            )
+            queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise engineio.exceptions.QueueEmpty() from None
+        if first is None:
+            return []
+        packets = [first]
+        size = _packet_bytes(first)
+        while True:
+            following = queue.next_bytes()
+            if following is None or size + following > self.server.frame_bytes:
+                break
+            pkt = queue.get_nowait()
+            queue.task_done()
+            if pkt is None:
+                queue.put_nowait(None)
+                break
+            packets.append(pkt)
+            size += following
+        return packets
+
+    async def receive(self, pkt: Any) -> None:
+        if pkt.packet_type not in CLIENT_PACKET_TYPES:
+            raise engineio.exceptions.UnknownPacketError()
+        await super().receive(pkt)
+
+    async def handle_post_request(self, environ: dict[str, Any]) -> None:
+        """A POST that is not a well-formed payload of client packets ends the session, with
+        one log line and a 400 (Engine.IO's EngineIOError path), not a traceback and a 200."""
+        try:
+            await super().handle_post_request(environ)
+        except (ValueError, UnicodeDecodeError, engineio.exceptions.UnknownPacketError) as exc:
+            refused("malformed polling payload", self.sid, type(exc).__name__)
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+            raise engineio.exceptions.EngineIOError() from None
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        # Waiting means waiting for the send queue to drain, which never happens on a polling
+        # client that has stopped polling: its request, and its memory, would hang forever.
+        await super().close(wait=wait and self.upgraded, abort=abort, reason=reason)
+
+    async def handle_get_request(self, environ: dict[str, Any]) -> Any:
+        self.polls += 1
+        try:
+            return await super().handle_get_request(environ)
+        finally:
+            self.polls -= 1
+            self.last_poll = time.monotonic()
+
+    async def check_ping_timeout(self) -> bool:
+        # A long-polling client that stops polling never reads its pings, yet blind PONGs
+        # would keep it alive forever: it is gone once it has not polled for a heartbeat.
+        idle = time.monotonic() - self.last_poll
+        heartbeat = self.server.ping_interval + self.server.ping_timeout
+        if not self.upgraded and not self.polls and idle > heartbeat and not self.closed:
+            log.info("%s stopped polling %.0f s ago: closing", self.sid, idle)
+            await self.close(wait=False, abort=True, reason=self.server.reason.PING_TIMEOUT)
+            return False
+        return bool(await super().check_ping_timeout())
+
+
+class ChatEngine(engineio.AsyncServer):  # type: ignore[misc]
+    """Engine.IO server making ChatSockets, with unguessable session ids."""
+
+    start_service_task: bool
+    sid_prefix = ""
+    outbuf_bytes = 1_048_576
+    frame_bytes = 1_000_000
+
+    def generate_id(self) -> str:
+        return self.sid_prefix + secrets.token_urlsafe(SID_RANDOM_BYTES)
+
+    async def _handle_connect(
+        self, environ: dict[str, Any], transport: str, jsonp_index: int | None = None
+    ) -> Any:
+        """Engine.IO's open handshake (protocol v4), with a ChatSocket for the session."""
+        if self.start_service_task:  # the heartbeat monitor, started with the first client
+            self.start_service_task = False
+            self.service_task_handle = self.start_background_task(self._service_task)
+        sid = self.generate_id()
+        sock = ChatSocket(self, sid)
+        self.sockets[sid] = sock
+        opened = eio_packet.Packet(
+            eio_packet.OPEN,
+            {
+                "sid": sid,
+                "upgrades": self._upgrades(sid, transport),
+                "pingTimeout": int(self.ping_timeout * 1000),
+                "pingInterval": int(self.ping_interval + self.ping_interval_grace_period) * 1000,
+                "maxPayload": self.max_http_buffer_size,
+            },
+        )
+        await sock.send(opened)
+        accepted = await self._trigger_event("connect", sid, environ, run_async=False)
+        if accepted is not None and accepted is not True:
+            del self.sockets[sid]
+            return self._unauthorized(accepted or None)
+        sock.schedule_ping()
+        if transport == "websocket":
+            answer = await sock.handle_get_request(environ)
+            if sock.closed and sid in self.sockets:
+                del self.sockets[sid]
+            return answer
+        sock.connected = True
+        try:
+            return self._ok(await sock.poll(), jsonp_index=jsonp_index)
+        except engineio.exceptions.QueueEmpty:
+            return self._bad_request()
+
+    def upgrade_refusal(self, query: dict[str, list[str]]) -> str | None:
+        """Why Engine.IO would refuse this WebSocket upgrade after its 101, or None."""
+        if query.get("EIO") != ["4"]:
+            return "unsupported Engine.IO protocol version"
+        if query.get("transport") != ["websocket"]:
+            return "a WebSocket upgrade must say transport=websocket"
+        if "j" in query:
+            return "JSONP is for polling only"
+        sids = query.get("sid")
+        if sids is None:
+            return None
+        sock = self.sockets.get(sids[0])
+        if sock is None or sock.closed or sock.closing:
+            return "unknown session"
+        if not sock.connected or sock.upgraded or sock.upgrading:
+            return "this session cannot be upgraded now"
+        return None
+
+
+class ChatServer(socketio.AsyncServer):  # type: ignore[misc]
+    """Socket.IO server on ChatEngine that drops clients sending what no correct client
+    sends, instead of logging a traceback per packet and keeping them."""
+
+    def _engineio_server_class(self) -> type[ChatEngine]:
+        return ChatEngine
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # Binary packets are refused: the chat protocol is JSON only.
+        if not isinstance(data, str) or data[:1] in ("5", "6"):
+            await self.drop(eio_sid, "binary packet", data[:32])
+            return
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except (ValueError, RecursionError, TypeError, KeyError, IndexError) as exc:
+            # A 100k-deep JSON array raises RecursionError in the decoder.
+            await self.drop(eio_sid, f"malformed packet ({type(exc).__name__})", data[:64])
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            await self.drop(eio_sid, "malformed event", data)
+            return
+        if data[0] in RESERVED_EVENTS:
+            await self.drop(eio_sid, "reserved event name", data[0])
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def drop(self, eio_sid: str, why: str, what: Any) -> None:
+        refused(why, eio_sid, what)
+        # Left in `sockets`: Engine.IO forgets a closed socket by itself, and the rest of the
+        # request that carried this packet needs to find it there.
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is None or sock.closed:
+            return
+        # wait=False: waiting for the send queue to drain hangs on a polling client that does
+        # not poll.
+        await sock.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        # Engine.IO only queues a CLOSE packet; ending the queue makes the WebSocket writer
+        # close the connection now, not at the next heartbeat.
+        sock.queue.put_nowait(None)
+
+
+def make_server(
+    client_manager: Any,
+    origins: OriginPolicy,
+    sid_prefix: str,
+    frame_bytes: int,
+    outbuf_bytes: int,
+    ping_interval: int,
+    ping_timeout: int,
+) -> ChatServer:
+    def cors_allowed(origin: str | None, environ: dict[str, Any]) -> bool:
+        return origins.allows(origin, environ.get("HTTP_HOST"))
+
+    sio = ChatServer(
+        async_mode="tornado",
+        client_manager=client_manager,
+        cors_allowed_origins=cors_allowed,
+        max_http_buffer_size=frame_bytes,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.eio.sid_prefix = sid_prefix
+    sio.eio.outbuf_bytes = outbuf_bytes
+    sio.eio.frame_bytes = frame_bytes
+    return sio
+
+
+def _retrieve_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) -> type[Any]:
+    """The Tornado handler of /socket.io/."""
+    base: type[Any] = socketio.get_tornado_handler(sio)
+    engine: ChatEngine = sio.eio
+
+    class SocketHandler(base):  # type: ignore[misc]
+        def prepare(self) -> None:
+            # Before Engine.IO and before Tornado's own WebSocket origin check, which skips
+            # requests claiming `Sec-Fetch-Site: same-origin` and compares case-insensitively.
+            if not origins.allows(self.request.headers.get("Origin"), self.request.host):
+                self.set_status(403)
+                self.finish("origin not allowed")
+
+        async def get(self, *args: Any, **kwargs: Any) -> None:
+            args = self.request.arguments.items()
+            query = {k: [v.decode("latin-1") for v in vs] for k, vs in args}
+            if self.request.headers.get("Upgrade", "").lower() == "websocket":
+                # Engine.IO would answer these after the 101 by leaving the socket open and
+                # silent, with an unbounded inbound queue; refuse them before upgrading.
+                refusal = engine.upgrade_refusal(query)
+                if refusal is not None:
+                    self.set_status(400)
+                    self.finish(refusal)
+                    return
+            await super().get(*args, **kwargs)
+
+        async def open(self, *args: Any, **kwargs: Any) -> None:
+            # Tornado's write buffer is unbounded and Engine.IO ignores flow control, so a
+            # client that stops reading would grow the worker by the room's whole traffic
+            # until the ping timeout. Cap it and cut the client.
+            if self.ws_connection is not None:
+                self.ws_connection.stream.max_write_buffer_size = outbuf_bytes
+            # Without TCP_NODELAY an ack written right after a broadcast waits for the client's
+            # delayed ACK: about 40 ms on every sequential send.
+            self.set_nodelay(True)
+            await super().open(*args, **kwargs)
+
+        def write_message(self, message: Any, binary: bool = False) -> Any:
+            try:
+                sent = super().write_message(message, binary=binary)
+            except StreamBufferFullError:
+                log.warning(
+                    "slow consumer from %s: over %d bytes unsent, closing",
+                    self.request.remote_ip,
+                    outbuf_bytes,
+                )
+                if self.ws_connection is not None:
+                    self.ws_connection.stream.close()
+                raise WebSocketClosedError() from None
+            # Engine.IO drops this future; without a reader, every write pending when a client
+            # goes away would log "Task exception was never retrieved".
+            sent.add_done_callback(_retrieve_exception)
+            return sent
+
+        async def on_message(self, message: str | bytes) -> None:
+            problem = malformed_frame(message)
+            if problem is not None:
+                refused(problem, self.get_query_argument("sid", "-") or "-", message[:32])
+                self.close(1002, "protocol error")
+                return
+            await super().on_message(message)
+
+        def check_origin(self, origin: str) -> bool:
+            return origins.allows(origin, self.request.host)
+
+        def get_compression_options(self) -> dict[str, Any] | None:
+            # permessage-deflate costs ~150 KB per idle connection and invites CRIME-style
+            # attacks; chat messages are small.
+            return None
+
+    return SocketHandler

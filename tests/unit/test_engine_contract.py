@@ -1,0 +1,103 @@
+"""Each assumption chatd/engine.py makes about python-socketio, python-engineio, Tornado and
+asyncio internals, checked against the installed versions."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import engineio
+import engineio.async_socket
+import engineio.payload
+import socketio
+import tornado.websocket
+
+from chatd import engine
+from chatd.origins import OriginPolicy
+
+
+def params(func: object) -> list[str]:
+    return list(inspect.signature(func).parameters)  # type: ignore[arg-type]
+
+
+def make() -> engine.ChatServer:
+    return engine.make_server(
+        None, OriginPolicy([]), "w1.", frame_bytes=10_000, outbuf_bytes=65_536,
+        ping_interval=25, ping_timeout=20,
+    )  # fmt: skip
+
+
+def test_installed_versions_are_the_supported_release_lines():
+    engine.check_versions()
+
+
+def test_socketio_builds_its_engineio_server_from_the_overridable_factory():
+    sio = make()
+    assert isinstance(sio.eio, engine.ChatEngine)
+    assert sio.eio.generate_id().startswith("w1.")
+
+
+def test_engineio_server_internals_used_by_the_open_handshake_exist():
+    server = engineio.AsyncServer
+    assert params(server._handle_connect) == ["self", "environ", "transport", "jsonp_index"]
+    for name in ("_service_task", "_upgrades", "_ok", "_unauthorized", "_bad_request"):
+        assert callable(getattr(server, name)), name
+    assert params(server._trigger_event)[:2] == ["self", "event"]
+    sio = make()
+    assert sio.eio.start_service_task is True
+    assert isinstance(sio.eio.sockets, dict)
+
+
+def test_engineio_socket_methods_chatsocket_overrides_keep_their_signatures():
+    base = engineio.async_socket.AsyncSocket
+    assert params(base.send) == ["self", "pkt"]
+    assert params(base.receive) == ["self", "pkt"]
+    assert params(base.poll) == ["self"]
+    assert params(base.handle_get_request) == ["self", "environ"]
+    assert params(base.handle_post_request) == ["self", "environ"]
+    assert params(base.check_ping_timeout) == ["self"]
+    assert params(base.close) == ["self", "wait", "abort", "reason"]
+    sock = engine.ChatSocket(make().eio, "w1.x")
+    for flag in ("connected", "upgrading", "upgraded", "closing", "closed"):
+        assert getattr(sock, flag) is False, flag
+    assert isinstance(sock.queue, engine.ByteQueue)
+
+
+async def test_asyncio_queue_hooks_count_bytes():
+    queue = engine.ByteQueue()
+    assert queue.next_bytes() is None
+    queue.put_nowait(engineio.packet.Packet(engineio.packet.MESSAGE, "x" * 10))
+    queue.put_nowait(None)
+    assert queue.bytes == 10 and queue.next_bytes() == 10
+    assert queue.get_nowait().data == "x" * 10
+    assert queue.bytes == 0
+    assert await asyncio.wait_for(queue.get(), 1) is None
+
+
+def test_engineio_payload_decode_limit_is_a_class_attribute():
+    engine.configure()
+    assert engineio.payload.Payload.max_decode_packets == engine.MAX_DECODE_PACKETS
+
+
+def test_socketio_dispatch_internals_exist_and_reserve_connect_and_disconnect():
+    server = socketio.AsyncServer
+    assert params(server._handle_eio_message) == ["self", "eio_sid", "data"]
+    assert params(server._handle_event) == ["self", "eio_sid", "namespace", "id", "data"]
+    assert params(server._engineio_server_class) == ["self"]
+    assert {"connect", "disconnect"} <= set(server.reserved_events)
+    assert set(server.reserved_events) <= engine.RESERVED_EVENTS
+
+
+def test_tornado_handler_factory_and_websocket_hooks_exist():
+    handler = socketio.get_tornado_handler(make())
+    assert issubclass(handler, tornado.websocket.WebSocketHandler)
+    for name in ("get", "open", "on_message", "write_message", "check_origin", "prepare"):
+        assert callable(getattr(handler, name)), name
+    assert params(tornado.websocket.WebSocketHandler.get_compression_options) == ["self"]
+
+
+def test_frames_no_client_sends_are_recognised_before_decoding():
+    assert engine.malformed_frame('42["x"]') is None
+    assert engine.malformed_frame("3") is None and engine.malformed_frame("2probe") is None
+    for frame in ("", "x", "9", "2", "0", "6"):
+        assert engine.malformed_frame(frame) is not None, frame
