@@ -10,6 +10,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
 import socketio
 import tornado.web
 from tornado.httpserver import HTTPServer
@@ -18,16 +19,16 @@ from chatd import engine, http
 from chatd.bus import ChatRedisManager, Presence
 from chatd.chat import Chat
 from chatd.config import Settings
-from chatd.errors import Unavailable
 from chatd.events import Events
 from chatd.log import startup_line
 from chatd.metrics import Metrics
 from chatd.origins import OriginPolicy
-from chatd.store import Store
+from chatd.seqs import Seqs
+from chatd.store import LayoutStore
 
 log = logging.getLogger(__name__)
 
-INDEX_RETRY_MAX_SECS = 5.0
+REDIS_TIMEOUT_SECS = 2.0
 CLOSE_TIMEOUT_SECS = 2.0
 
 
@@ -40,7 +41,8 @@ class WorkerState:
 class Worker:
     app: tornado.web.Application
     sio: socketio.AsyncServer
-    store: Store
+    store: LayoutStore
+    redis: aioredis.Redis
     manager: ChatRedisManager
     presence: Presence
     events: Events
@@ -51,7 +53,22 @@ class Worker:
 
 def build_worker(settings: Settings) -> Worker:
     metrics = Metrics()
-    store = Store(settings.mongo_url, settings.mongo_db, settings.mongo_timeout_secs)
+    redis = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=REDIS_TIMEOUT_SECS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECS,
+    )
+    store = LayoutStore(
+        settings.mongo_url,
+        settings.mongo_db,
+        settings.mongo_timeout_secs,
+        settings.mongo_layout,
+        redis,
+        settings.redis_prefix,
+        settings.redis_tail_messages,
+        settings.redis_tail_ttl_secs,
+    )
+    seqs = Seqs(redis, settings.redis_prefix, store.max_seq)
     manager = ChatRedisManager(settings.redis_url, settings.redis_prefix, metrics)
     origins = OriginPolicy(settings.allowed_origins)
     # The front door routes a request carrying `sid=wN.` to worker N (sticky sessions that
@@ -76,7 +93,7 @@ def build_worker(settings: Settings) -> Worker:
     async def emit(event: str, data: Any, room: str) -> None:
         await sio.emit(event, data, room=room)
 
-    chat = Chat(settings, store, emit, metrics)
+    chat = Chat(settings, store, seqs, emit, metrics)
     events = Events(sio, chat, presence, settings, metrics)
     events.register()
     state = WorkerState()
@@ -110,20 +127,7 @@ def build_worker(settings: Settings) -> Worker:
         websocket_ping_interval=None,
         compress_response=True,
     )
-    return Worker(app, sio, store, manager, presence, events, metrics, state, chat)
-
-
-async def _ensure_indexes(store: Store) -> None:
-    """MongoDB may start after the worker; keep trying so a late database is not fatal."""
-    delay = 0.5
-    while True:
-        try:
-            await store.ensure_indexes()
-            log.info("MongoDB indexes ready")
-            return
-        except Unavailable:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, INDEX_RETRY_MAX_SECS)
+    return Worker(app, sio, store, redis, manager, presence, events, metrics, state, chat)
 
 
 async def serve(settings: Settings) -> None:
@@ -143,7 +147,7 @@ async def serve(settings: Settings) -> None:
     worker.sio.manager_initialized = True
     worker.manager.initialize()
     worker.presence.start()
-    indexes = asyncio.create_task(_ensure_indexes(worker.store))
+    await worker.store.start()
     log.info("%s", startup_line(settings))
 
     stop = asyncio.Event()
@@ -157,7 +161,6 @@ async def serve(settings: Settings) -> None:
     server.stop()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(worker.events.idle.wait(), settings.server_drain_secs)
-    indexes.cancel()
     try:
         await asyncio.wait_for(_close(worker), CLOSE_TIMEOUT_SECS)
     except TimeoutError:
@@ -184,6 +187,7 @@ async def _close(worker: Worker) -> None:
     await worker.manager.close()
     await worker.presence.close()
     await worker.store.close()
+    await worker.redis.aclose()
 
 
 def run(settings: Settings) -> None:

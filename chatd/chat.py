@@ -1,44 +1,30 @@
-"""The chat write path and room joins, shared by sockets and REST.
+"""Room joins, sends and history pages, shared by sockets and REST.
 
-Send: validate (done by protocol) -> assign seq -> insert into MongoDB -> publish -> ack.
-A message is broadcast only after MongoDB has it, so an acked message is never lost and a
-broadcast message always exists in history (DESIGN.md, Write path and guarantees).
+Send: validated by protocol, then stored by the group-commit writer (`chatd/writer.py`),
+broadcast once stored, and acked. A join subscribes first and reads history second, so a
+message sent meanwhile arrives live, in history, or both (clients de-duplicate by seq), never
+neither. docs/design.md has the whole write path.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import time
-import uuid
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
-
-from pymongo.errors import DuplicateKeyError
 
 from chatd import protocol
 from chatd.config import Settings
 from chatd.errors import NotFound, Unavailable
 from chatd.metrics import Metrics
-from chatd.models import Message, Room, utc_now
+from chatd.models import Message, Room
 from chatd.protocol import JoinRequest, MessageRequest
 from chatd.room_activity import RoomActivity
-from chatd.store import Store
+from chatd.seqs import Seqs
+from chatd.store.base import Store
+from chatd.writer import SendResult, Writer
 
 Emit = Callable[[str, Any, str], Awaitable[None]]
-
-# Seq collisions only happen between workers sharing one room on FerretDB; each retry first
-# catches the counter up to the stored maximum, so a few tries are plenty.
-SEQ_ATTEMPTS = 20
-# A retry finding its client_id claimed but not stored waits this long from the claim before
-# storing it itself; the claiming send gives up before inserting after half of it. Two retries
-# of one stale claim on two workers at once can still store twice if their seqs fall in two
-# blocks of messages (Store.BLOCK_SEQS).
-CLAIM_SETTLE_SECS = 30.0
 
 
 def within_bytes(
@@ -67,161 +53,74 @@ def room_channel(room: str) -> str:
 
 @dataclass(frozen=True)
 class JoinResult:
-    counted: int  # the room's counter when the join read it
+    last_seq: int
     created: bool
     history: list[Message]
     has_more: bool
 
-    @property
-    def last_seq(self) -> int:
-        newest = self.history[-1].seq if self.history else 0
-        return max(self.counted, newest)
-
-
-@dataclass(frozen=True)
-class SendResult:
-    message: Message
-    duplicate: bool
-
 
 class Chat:
-    def __init__(self, settings: Settings, store: Store, emit: Emit, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, seqs: Seqs, emit: Emit, metrics: Metrics
+    ) -> None:
         self._settings = settings
         self._store = store
+        self._seqs = seqs
         self._emit = emit
         self._metrics = metrics
         self._activity = RoomActivity(store)
-        # Weak values: a room's lock lives while a send holds or awaits it, then goes.
-        self._room_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._writer = Writer(store, seqs, self._broadcast, metrics)
 
     async def join(self, request: JoinRequest) -> JoinResult:
-        """Create the room if new and read the history the joiner should get.
-
-        The caller subscribes the socket to the room *before* calling this, so a message sent
-        meanwhile arrives live, in history, or both (clients de-duplicate by seq), never neither.
-        """
-        last_seq, created = await self._store.open_room(request.room)
+        """Create the room if new and read the history the joiner should get. The caller
+        subscribes the socket to the room before calling this."""
+        created = await self._store.open_room(request.room)
         if request.since is None:
-            history, has_more = await self._store.messages_before(
-                request.room, last_seq + 1, self._settings.limits_history
+            history, has_more = await self._store.read_before(
+                request.room, None, self._settings.limits_history
             )
         else:
-            history, has_more = await self._store.messages_after(
-                request.room, request.since, self._settings.limits_replay, last_seq
+            history, has_more = await self._store.read_after(
+                request.room, request.since, self._settings.limits_replay
             )
         history, trimmed = within_bytes(
             history, self._settings.limits_replay_bytes, keep_newest=request.since is None
         )
+        newest = history[-1].seq if history else 0
+        counted = await self._seqs.current(request.room) or 0
         return JoinResult(
-            counted=last_seq, created=created, history=history, has_more=has_more or trimmed
+            last_seq=max(newest, counted),
+            created=created,
+            history=history,
+            has_more=has_more or trimmed,
         )
 
     async def send(self, user: str, request: MessageRequest) -> SendResult:
-        # One send at a time per room on this worker: concurrent seq updates of one room are
-        # not isolated on FerretDB (Store.next_seq), local broadcasts leave in seq order, and
-        # a retry racing its original on this worker finds it stored.
-        async with self._room_lock(request.room):
-            if request.client_id is None:
-                return await self._store_message(user, request, "srv-" + uuid.uuid4().hex)
-            if await self._store.claim_client_id(request.room, request.client_id):
-                return await self._store_claimed(user, request, request.client_id)
-            earlier = await self._store.find_by_client_id(request.room, request.client_id)
-            if earlier is not None:
-                return SendResult(earlier, duplicate=True)
-            claimed = await self._store.claimed_at(request.room, request.client_id)
-            if claimed is None:  # released by a send that failed before storing
-                if not await self._store.claim_client_id(request.room, request.client_id):
-                    raise Unavailable("this message is being sent by another request; retry")
-                return await self._store_claimed(user, request, request.client_id)
-            if utc_now() - claimed < timedelta(seconds=CLAIM_SETTLE_SECS):
-                # The first send may still be storing it on another worker, into another
-                # block of messages where no unique index would catch the second copy.
-                raise Unavailable("an earlier send of this message is still in progress; retry")
-            # Claimed long ago and never stored: the first send stopped after trying.
-            return await self._store_message(user, request, request.client_id)
+        return await self._writer.send(request.room, user, request.text, request.client_id)
 
-    async def _store_claimed(
-        self, user: str, request: MessageRequest, client_id: str
-    ) -> SendResult:
-        """Store a message whose client_id this send has just claimed. A send that stops
-        before trying an insert gives the claim back, so a retry need not wait; one that tried
-        keeps it, as the insert may have been applied without an answer."""
-        started = time.monotonic()
-        tried = False
-
-        def before_insert() -> None:
-            nonlocal tried
-            if time.monotonic() - started > CLAIM_SETTLE_SECS / 2:
-                raise Unavailable("message store is busy, try again")
-            tried = True
-
-        try:
-            return await self._store_message(user, request, client_id, before_insert)
-        except BaseException:
-            if not tried:
-                with contextlib.suppress(Exception):
-                    await self._store.release_claim(request.room, client_id)
-            raise
-
-    async def _store_message(
-        self,
-        user: str,
-        request: MessageRequest,
-        client_id: str,
-        before_insert: Callable[[], None] = lambda: None,
-    ) -> SendResult:
-        for _ in range(SEQ_ATTEMPTS):
-            now = utc_now()
-            seq = await self._store.next_seq(request.room)
-            before_insert()
-            try:
-                message = await self._store.insert_message(
-                    request.room, user, request.text, seq, client_id, now
-                )
-            except DuplicateKeyError:
-                if request.client_id is None:
-                    # A fresh server-made client_id cannot clash: another worker took this
-                    # seq first. Skipping the read matters on FerretDB, where it is a scan.
-                    await self._store.catch_up_seq(request.room)
-                    continue
-                # Either another worker stored this seq first, or the same client_id raced
-                # in from another connection (it won: answer with it).
-                holder = await self._store.get_message(request.room, seq)
-                if holder is not None and holder.client_id != client_id:
-                    await self._store.catch_up_seq(request.room)
-                    continue
-                earlier = holder or await self._store.find_by_client_id(request.room, client_id)
-                if earlier is None:
-                    raise Unavailable("message store is unavailable, try again") from None
-                return SendResult(earlier, duplicate=True)
-            await self._emit(protocol.CHAT_MESSAGE, message.to_wire(), room_channel(request.room))
+    async def _broadcast(self, messages: list[Message]) -> None:
+        for message in messages:
+            await self._emit(protocol.CHAT_MESSAGE, message.to_wire(), room_channel(message.room))
             self._metrics.messages.inc()
-            self._activity.note(request.room, seq, now)
-            return SendResult(message, duplicate=False)
-        raise Unavailable("message store is busy, try again")
+            self._activity.note(message.room, message.seq, message.timestamp)
 
     async def close(self, grace_secs: float) -> None:
-        await self._activity.close(grace_secs)
-
-    def _room_lock(self, room: str) -> asyncio.Lock:
-        lock = self._room_locks.get(room)
-        if lock is None:
-            lock = self._room_locks[room] = asyncio.Lock()
-        return lock
+        await self._writer.close(grace_secs / 2)
+        await self._activity.close(grace_secs / 2)
 
     async def create_room(self, name: str) -> tuple[Room, bool]:
-        return await self._store.ensure_room(name)
+        created = await self._store.open_room(name)
+        room = await self._store.get_room(name)
+        if room is None:
+            raise Unavailable("room could not be read back")
+        return room, created
 
     async def page(
         self, room: str, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:
         """One page of history for REST: newest-before `before`, or oldest-after `after`."""
-        last_seq = await self._store.room_seq(room)
-        if last_seq is None:
+        if not await self._store.has_room(room):
             raise NotFound(f"room {room!r} does not exist")
         if after is not None:
-            return await self._store.messages_after(room, after, limit, last_seq)
-        newest_first = last_seq + 1 if before is None else before
-        return await self._store.messages_before(room, newest_first, limit)
+            return await self._store.read_after(room, after, limit)
+        return await self._store.read_before(room, before, limit)

@@ -43,9 +43,12 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "chatd"
     redis_presence_ttl_secs: int = 15
+    redis_tail_messages: int = 500
+    redis_tail_ttl_secs: int = 21_600
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_db: str = "chatd"
     mongo_timeout_secs: float = 2.0
+    mongo_layout: str = "auto"
     limits_message_chars: int = 2000
     limits_frame_bytes: int = 1_000_000
     limits_rate_burst: int = 20
@@ -116,6 +119,14 @@ class Settings:
             bad("redis_prefix", "must be letters, digits, '-' or '_'")
         if not 3 <= self.redis_presence_ttl_secs <= 300:
             bad("redis_presence_ttl_secs", "must be 3..300")
+        if not 50 <= self.redis_tail_messages <= 100_000:
+            bad("redis_tail_messages", "must be 50..100000")
+        elif self.limits_history <= 1000 and self.redis_tail_messages < self.limits_history:
+            bad("redis_tail_messages", "must hold at least limits.history messages")
+        if not 60 <= self.redis_tail_ttl_secs <= 30 * 86_400:
+            bad("redis_tail_ttl_secs", "must be 60..2592000 (30 days)")
+        if self.mongo_layout not in ("auto", "single", "blocks"):
+            bad("mongo_layout", "must be auto, single or blocks")
         if urlparse(self.mongo_url).scheme not in ("mongodb", "mongodb+srv"):
             bad("mongo_url", "must be a mongodb:// or mongodb+srv:// URL")
         if not self.mongo_db or any(c in self.mongo_db for c in '/\\. "$'):

@@ -15,7 +15,7 @@ from chatd.chat import Chat
 from chatd.errors import ChatError, Forbidden, InvalidPayload, NotJson
 from chatd.metrics import Metrics
 from chatd.origins import OriginPolicy
-from chatd.store import Store
+from chatd.store.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 # Socket events take from well under a millisecond (typing) to a MongoDB round trip.
 EVENT_BUCKETS_SECS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Metrics:
@@ -42,6 +43,19 @@ class Metrics:
         self.bus_dropped = Counter(
             "chatd_bus_publish_dropped",
             "Bus publishes dropped because Redis was unreachable",
+            registry=self.registry,
+        )
+
+        self.batch_size = Histogram(
+            "chatd_write_batch_messages",
+            "Messages stored together in one write (group commit)",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.store_seconds = Histogram(
+            "chatd_store_write_seconds",
+            "Time to take the seqs of one batch and store it",
+            buckets=EVENT_BUCKETS_SECS,
             registry=self.registry,
         )
 

@@ -14,10 +14,21 @@ def iso_millis(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_iso(text: str) -> datetime:
+    """The inverse of iso_millis."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def utc_now() -> datetime:
     # BSON dates hold milliseconds, so truncate now: the value acked is the value stored.
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def client_key(sender: str, client_id: str) -> str:
+    """The idempotency key of a message: its client_id, scoped by who sent it, so a client_id
+    only ever matches that sender's own message (names never hold ':')."""
+    return f"{sender}:{client_id}"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import logging
 from datetime import datetime
 
 from chatd.errors import Unavailable
-from chatd.store import Store
+from chatd.store.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from chatd.store import messages_collection
+from chatd.store.mongo import MESSAGES
 from tests.conftest import Services, Worker
 
 
 def stored(mongo: Database[dict[str, Any]], room: str) -> list[dict[str, Any]]:
     """The room's stored messages, in seq order, read straight from MongoDB."""
-    return list(mongo[messages_collection(room)].find({"room": room}).sort("seq", 1))
+    return list(mongo[MESSAGES].find({"room": room}).sort("seq", 1))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import asyncio
 from pymongo import MongoClient
 
 from chatd.events import MAX_WAITING_EVENTS
-from chatd.store import messages_collection
+from chatd.store.mongo import MESSAGES
 
 
 async def test_events_beyond_the_per_connection_queue_are_refused_and_not_stored(
@@ -31,11 +31,7 @@ async def test_events_beyond_the_per_connection_queue_are_refused_and_not_stored
     assert refused, "no event was refused"
     assert {acks[i]["error"]["code"] for i in refused} <= {"rate_limited", "unavailable"}
     with MongoClient(services.mongo_url) as mongo:
-        docs = list(
-            mongo[services.mongo_db][messages_collection(room)].find(
-                {"room": room}, {"client_id": 1}
-            )
-        )
+        docs = list(mongo[services.mongo_db][MESSAGES].find({"room": room}, {"client_id": 1}))
     assert {d["client_id"] for d in docs} == stored_ok
     # The connection is still usable once the queue has drained.
     assert (await flood.send(room, "after the flood"))["ok"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chatd.store import messages_collection
+from chatd.store.mongo import MESSAGES
 from tests.conftest import Worker
 from tests.integration.conftest import stored
 
@@ -92,19 +92,19 @@ def assert_clean_store(mongo, room: str, valid_texts: list[str]) -> None:
     every = [
         doc
         for name in mongo.list_collection_names()
-        if name.startswith("messages_")
+        if name == MESSAGES or name.startswith("messages_")
         for doc in mongo[name].find({})
     ]
     for doc in every:
-        assert set(doc) == {
+        assert set(doc) - {"mid"} == {
             "_id",
-            "mid",
             "room",
             "seq",
             "user",
             "message",
             "timestamp",
             "client_id",
+            "client_key",
         }
         for key in ("room", "user", "message", "client_id"):
             assert isinstance(doc[key], str), doc
@@ -264,10 +264,12 @@ async def test_unknown_and_operator_keys_beside_valid_fields_are_ignored_not_sto
         },
     )
     assert ack["ok"], ack
-    [doc] = list(mongo[messages_collection(room)].find({"room": room}))
+    [doc] = list(mongo[MESSAGES].find({"room": room}))
     assert (doc["user"], doc["message"], doc["seq"]) == ("ann", "plain", 1)
-    assert set(doc) == {"_id", "mid", "room", "seq", "user", "message", "timestamp", "client_id"}
-    assert doc["mid"] == ack["id"] != "x"
+    assert set(doc) == {
+        "_id", "room", "seq", "user", "message", "timestamp", "client_id", "client_key"
+    }  # fmt: skip
+    assert str(doc["_id"]) == ack["id"] != "x"
 
 
 async def test_null_in_an_optional_field_means_absent(server, client, room, mongo):
@@ -276,7 +278,7 @@ async def test_null_in_an_optional_field_means_absent(server, client, room, mong
     assert ack["ok"], ack
     sent = await c.call("chatMessage", {"room": None, "message": "hi", "client_id": None})
     assert sent["ok"], sent
-    [doc] = list(mongo[messages_collection(room)].find({"room": room}))
+    [doc] = list(mongo[MESSAGES].find({"room": room}))
     assert doc["client_id"].startswith("srv-")
 
 

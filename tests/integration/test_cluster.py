@@ -11,7 +11,7 @@ import pytest
 import socketio
 from pymongo import MongoClient
 
-from chatd.store import messages_collection
+from chatd.store.mongo import MESSAGES
 from tests.conftest import http_get
 
 pytestmark = pytest.mark.cluster
@@ -61,9 +61,7 @@ async def test_one_senders_burst_keeps_seq_order_on_every_worker(workers, client
         assert seqs == sorted(seqs) and len(set(seqs)) == count
         assert [m["message"] for m in got] == [f"n={i}" for i in range(count)]
     with MongoClient(services.mongo_url) as mongo:
-        stored = list(
-            mongo[services.mongo_db][messages_collection(room)].find({"room": room}).sort("seq", 1)
-        )
+        stored = list(mongo[services.mongo_db][MESSAGES].find({"room": room}).sort("seq", 1))
     assert [d["message"] for d in stored] == [f"n={i}" for i in range(count)]
 
 

@@ -1,0 +1,350 @@
+"""The FerretDB 1.24 layout: MongoDB's schema to write into, plus what FerretDB needs to read.
+
+Measured with pymongo on FerretDB 1.24 (SQLite), 2 cores: `insert_many` of 100 documents
+stores ~7,400 a second, but every read and update scans its whole collection, ~55 µs a
+document with a filter (a find by room and seq among 50,000 messages: 2.7 s). So:
+
+- writes go into `messages` exactly as on MongoDB (`MongoStore.append`): one insert per batch,
+  and its two unique indexes refuse a reused seq and a second copy of a client key;
+- reads never touch `messages`: joins, replays and recent pages come from the room's hot tail
+  in Redis (`chatd/store/tail.py`), older pages from the archive, a copy of each room's
+  messages in collections of 1,000 seqs (`messages_<hash>`, `_1`, ...), so a read costs at
+  most two small collections whatever the room's age or the number of rooms;
+- the archive is written behind the ack, from the tail, by every worker's archiver, one
+  insert per room for everything that room received since its last copy.
+
+A tail lost with Redis is loaded again from the archive on the next read. Messages that were
+stored but not yet archived when Redis lost its data (the last moments before a Redis crash,
+at most a second or so under load) stay in `messages` but are missing from history reads;
+run the embedded Redis with its append-only file, as chatd does, so a restart keeps them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from chatd.models import Message
+from chatd.store import legacy
+from chatd.store.base import Appended, NewMessage, Outcome, mongo_errors
+from chatd.store.mongo import MongoStore
+from chatd.store.tail import Tail, encode
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_IDLE_SECS = 0.2
+ARCHIVE_ROOMS_PER_PASS = 64
+ARCHIVE_LOCK_SECS = 30.0
+ARCHIVE_RETRY_SECS = 1.0
+# Messages left unarchived this long in Redis are taken by any worker: theirs has stopped.
+STALE_SECS = 10.0
+
+
+def archive_doc(m: NewMessage) -> dict[str, Any]:
+    return {
+        "_id": f"{m.room}#{m.seq}",
+        "mid": m.id,
+        "room": m.room,
+        "seq": m.seq,
+        "user": m.user,
+        "message": m.text,
+        "timestamp": m.timestamp,
+        "client_id": m.client_id,
+        "client_key": m.client_key,
+    }
+
+
+def from_archive(doc: dict[str, Any]) -> NewMessage:
+    return NewMessage(
+        id=doc["mid"],
+        room=doc["room"],
+        seq=int(doc["seq"]),
+        user=doc["user"],
+        text=doc["message"],
+        timestamp=doc["timestamp"],
+        client_id=doc["client_id"],
+        client_key=doc.get("client_key", ""),
+    )
+
+
+def merged(*runs: list[NewMessage]) -> list[NewMessage]:
+    """Oldest first, one per seq."""
+    by_seq = {m.seq: m for run in runs for m in run}
+    return [by_seq[s] for s in sorted(by_seq)]
+
+
+class FerretStore(MongoStore):
+    layout = "blocks"
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], tail: Tail) -> None:
+        super().__init__(db)
+        self.tail = tail
+        self._owner = f"{os.getpid()}-{ObjectId()}"
+        self._archiver: asyncio.Task[None] | None = None
+        self._blocks: dict[str, int] = {}  # room -> its highest archive block known to exist
+        self._indexed: set[str] = set()
+        # What this worker stored and has not archived yet, by room and seq. The archive is
+        # written from here; Redis's copy (`unarchived`) is for workers that stop first.
+        self._mine: dict[str, dict[int, NewMessage]] = {}
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self._archiver is None:
+            self._archiver = asyncio.get_running_loop().create_task(self._archive_loop())
+
+    async def close(self) -> None:
+        if self._archiver is not None:
+            self._archiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._archiver
+
+    async def adopt(self, previous: str) -> None:
+        """Coming from the canonical layout: build the archive from `messages`, once."""
+        chunk: list[NewMessage] = []
+        async for doc in self.messages.find({}):
+            chunk.append(
+                NewMessage(
+                    str(doc["_id"]), doc["room"], int(doc["seq"]), doc["user"], doc["message"],
+                    doc["timestamp"], doc["client_id"], doc["client_key"],
+                )
+            )  # fmt: skip
+            if len(chunk) >= legacy.COPY_CHUNK:
+                await self._write_archive(chunk)
+                chunk = []
+        await self._write_archive(chunk)
+
+    # ---- writes --------------------------------------------------------------------------
+
+    async def open_room(self, name: str) -> bool:
+        created = await super().open_room(name)
+        if created:
+            # A new room is complete in its (empty) tail from the first seq.
+            await self._tail_call(self.tail.warm(name, [], 0))
+        return created
+
+    async def append(self, batch: list[NewMessage]) -> list[Appended]:
+        answers = await super().append(batch)
+        stored = [m for m, a in zip(batch, answers, strict=True) if a.outcome is Outcome.STORED]
+        for m in stored:
+            self._mine.setdefault(m.room, {})[m.seq] = m
+        if stored:
+            # If Redis is away the tail goes cold, and is loaded from the archive when Redis
+            # is back; the archive gets these from `_mine` either way.
+            await self._tail_call(self.tail.add(stored))
+        return answers
+
+    async def _tail_call(self, call: Any) -> Any:
+        """The call's answer (True for one that answers nothing), or None if Redis is away."""
+        try:
+            answer = await call
+        except Exception as exc:
+            log.warning("hot tail unavailable (%s)", type(exc).__name__)
+            return None
+        return True if answer is None else answer
+
+    # ---- the archive -----------------------------------------------------------------------
+
+    async def _archive_loop(self) -> None:
+        while True:
+            try:
+                wrote = await self._archive_mine()
+                rooms = await self.tail.due(ARCHIVE_ROOMS_PER_PASS, STALE_SECS)
+                for room in rooms:
+                    await self._archive_room(room)
+                if not wrote and not rooms:
+                    await asyncio.sleep(ARCHIVE_IDLE_SECS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("archiving paused (%s)", type(exc).__name__)
+                await asyncio.sleep(ARCHIVE_RETRY_SECS)
+
+    async def _archive_mine(self) -> bool:
+        """Copy what this worker stored into the archive, one insert per room block."""
+        if not self._mine:
+            return False
+        rooms = list(self._mine)[:ARCHIVE_ROOMS_PER_PASS]
+        for room in rooms:
+            waiting = list(self._mine[room].values())
+            await self._write_archive(waiting)
+            left = self._mine[room]
+            for m in waiting:
+                left.pop(m.seq, None)
+            if not left:
+                del self._mine[room]
+            await self._tail_call(self.tail.archived(room, [encode(m).encode() for m in waiting]))
+        return True
+
+    async def _archive_room(self, room: str) -> None:
+        """A room whose messages waited too long: the worker that stored them stopped."""
+        if not await self.tail.lock(room, self._owner, ARCHIVE_LOCK_SECS):
+            return  # another worker is copying it
+        try:
+            waiting = await self.tail.unarchived(room, STALE_SECS)
+            await self._write_archive([m for _, m in waiting])
+            await self.tail.archived(room, [raw for raw, _ in waiting])
+        finally:
+            await self.tail.unlock(room)
+
+    async def _write_archive(self, messages: list[NewMessage]) -> None:
+        by_block: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for m in messages:
+            by_block.setdefault((m.room, legacy.block_of(m.seq)), []).append(archive_doc(m))
+        for (room, block), docs in by_block.items():
+            collection = await self._block(room, block)
+            try:
+                await collection.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:  # copied before by a worker that then stopped
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+            self._blocks[room] = max(self._blocks.get(room, 0), block)
+
+    async def _block(self, room: str, block: int) -> Any:
+        name = legacy.block_collection(room, block)
+        collection = self.db.get_collection(name, write_concern=self.messages.write_concern)
+        if name not in self._indexed:
+            await collection.create_index([("seq", ASCENDING)], name="seq")
+            self._indexed.add(name)
+        return collection
+
+    async def _newest_block(self, room: str) -> int:
+        known = self._blocks.get(room)
+        if known is not None:
+            return known
+        prefix = legacy.block_collection(room, 0)
+        pattern = re.compile(re.escape(prefix) + r"(?:_([0-9]+))?")
+        newest = 0
+        async with mongo_errors("list archive"):
+            for name in await self.db.list_collection_names():
+                match = pattern.fullmatch(name)
+                if match:
+                    newest = max(newest, int(match.group(1) or 0))
+        self._blocks[room] = newest
+        return newest
+
+    async def _archive_block(
+        self, room: str, block: int, first: int, last: int
+    ) -> list[NewMessage]:
+        collection = self.db[legacy.block_collection(room, block)]
+        async with mongo_errors("read archive"):
+            cursor = collection.find({"seq": {"$gte": first, "$lte": last}})
+            docs = await cursor.to_list(None)
+        return sorted((from_archive(d) for d in docs), key=lambda m: m.seq)
+
+    async def _archive_newer(
+        self, room: str, since: int, count: int, below: int | None
+    ) -> list[NewMessage]:
+        """Oldest first: up to `count` archived messages with since < seq (< below)."""
+        top = await self._newest_block(room)
+        if below is not None:
+            top = min(top, legacy.block_of(below - 1))
+        found: list[NewMessage] = []
+        for block in range(legacy.block_of(since + 1), top + 1):
+            last = (block + 1) * legacy.BLOCK_SEQS if below is None else below - 1
+            found += await self._archive_block(room, block, since + 1, last)
+            if len(found) >= count:
+                break
+        return found[:count]
+
+    async def _archive_older(self, room: str, below: int | None, count: int) -> list[NewMessage]:
+        """Oldest first: the `count` newest archived messages with seq < below."""
+        top = await self._newest_block(room)
+        if below is not None:
+            if below <= 1:
+                return []
+            top = min(top, legacy.block_of(below - 1))
+        found: list[NewMessage] = []
+        for block in range(top, -1, -1):
+            last = (block + 1) * legacy.BLOCK_SEQS if below is None else below - 1
+            found = await self._archive_block(room, block, 1, last) + found
+            if len(found) >= count:
+                break
+        return found[-count:]
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    async def _floor(self, room: str) -> int | None:
+        """From which seq the tail holds every stored message; None when it cannot be
+        trusted (Redis away, or lost with nothing to go by): reads then come from the archive
+        and this worker's unarchived messages. A tail found cold is loaded from the archive
+        and trusted from its first message stored since (or above the archive's newest):
+        below that, messages stored before Redis lost the tail may still be on their way to
+        the archive."""
+        floor = await self._tail_call(self.tail.floor(room))
+        if floor is None:
+            return None
+        if floor is not True:
+            return int(floor)
+        since_lost = await self._tail_call(self.tail.all(room))
+        newest = await self._archive_older(room, None, self.tail.keep)
+        if since_lost:
+            start = since_lost[0].seq
+        elif newest:
+            start = newest[-1].seq + 1
+        else:
+            return None
+        warmed = await self._tail_call(self.tail.warm(room, newest, start))
+        return None if warmed is None else int(warmed)
+
+    def _pending(self, room: str, low: int, high: int | None) -> list[NewMessage]:
+        """This worker's stored messages not yet archived, with low <= seq (< high)."""
+        mine = self._mine.get(room, {})
+        return sorted(
+            (m for s, m in mine.items() if s >= low and (high is None or s < high)),
+            key=lambda m: m.seq,
+        )
+
+    async def read_after(self, room: str, since: int, limit: int) -> tuple[list[Message], bool]:
+        want = limit + 1
+        floor = await self._floor(room)
+        if floor is not None and since + 1 >= floor:
+            got = await self.tail.after(room, since, want)
+        else:
+            got = await self._archive_newer(room, since, want, floor)
+            got = merged(got, self._pending(room, since + 1, floor))[:want]
+            if floor is not None and len(got) < want:
+                got = merged(got, await self.tail.after(room, floor - 1, want - len(got)))
+        return [m.stored() for m in got[:limit]], len(got) > limit
+
+    async def read_before(
+        self, room: str, before: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        want = limit + 1
+        floor = await self._floor(room)
+        got = [] if floor is None else await self.tail.before(room, before, want)
+        # The tail holds every stored seq from `floor` up; anything older is archived.
+        if len(got) < want and (floor is None or floor > 1):
+            below = before if floor is None else min(floor, before or floor)
+            older = await self._archive_older(room, below, want - len(got))
+            older = merged(older, self._pending(room, 1, below))[-(want - len(got)) :]
+            got = merged(older, got)
+        return [m.stored() for m in got[-limit:]], len(got) > limit
+
+    async def find_by_client_key(self, room: str, client_key: str) -> Message | None:
+        recent: list[NewMessage] = await self._tail_call(self.tail.all(room)) or []
+        for m in reversed(recent):
+            if m.client_key == client_key:
+                return m.stored()
+        newest = await self._newest_block(room)
+        async with mongo_errors("find message"):
+            for block in range(newest, -1, -1):
+                collection = self.db[legacy.block_collection(room, block)]
+                doc = await collection.find_one({"client_key": client_key})
+                if doc is not None:
+                    return from_archive(doc).stored()
+        # Stored, but neither in the tail nor archived yet: the slow way, rarely.
+        return await super().find_by_client_key(room, client_key)
+
+    async def max_seq(self, room: str) -> int:
+        tail_top = await self._tail_call(self.tail.newest_seq(room)) or 0
+        newest = await self._archive_older(room, None, 1)
+        return max(int(tail_top), newest[-1].seq if newest else 0)

@@ -1,0 +1,223 @@
+"""MongoDB's own schema: `rooms` (one document per room) and one `messages` collection.
+
+`messages` has two unique indexes, `(room, seq)` and `(room, client_key)`: the first makes a
+seq impossible to store twice, the second makes a retried message impossible to store twice,
+in any interleaving of workers. History and replays are range scans of the first. The number
+of collections never grows with rooms or messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.write_concern import WriteConcern
+
+from chatd.errors import Unavailable
+from chatd.models import Message, Room, utc_now
+from chatd.store import legacy
+from chatd.store.base import Appended, NewMessage, Outcome, Store, mongo_errors
+
+log = logging.getLogger(__name__)
+
+MESSAGES = "messages"
+SEQ_INDEX = "room_seq_unique"
+CLIENT_KEY_INDEX = "room_client_key_unique"
+DUPLICATE_KEY = 11000
+# Rooms this worker has seen exist (rooms are never deleted), to skip the insert on join.
+KNOWN_ROOMS_MAX = 100_000
+
+
+def message_doc(m: NewMessage) -> dict[str, Any]:
+    return {
+        "_id": ObjectId(m.id),
+        "room": m.room,
+        "seq": m.seq,
+        "user": m.user,
+        "message": m.text,
+        "timestamp": m.timestamp,
+        "client_id": m.client_id,
+        "client_key": m.client_key,
+    }
+
+
+def to_message(doc: dict[str, Any]) -> Message:
+    return Message(
+        id=str(doc["_id"]) if isinstance(doc["_id"], ObjectId) else doc["mid"],
+        room=doc["room"],
+        user=doc["user"],
+        message=doc["message"],
+        timestamp=doc["timestamp"],
+        seq=int(doc["seq"]),
+        client_id=doc["client_id"],
+    )
+
+
+def to_room(doc: dict[str, Any]) -> Room:
+    return Room(
+        name=doc["name"],
+        created_at=doc["created_at"],
+        last_message_at=doc.get("last_message_at"),
+        last_seq=int(doc.get("last_seq", 0)),
+    )
+
+
+def refused_key(error: dict[str, Any]) -> Outcome:
+    """Which unique key refused one write of a bulk insert. MongoDB names it; FerretDB 1.24
+    says only "duplicate key"."""
+    pattern = error.get("keyPattern") or {}
+    if "seq" in pattern or SEQ_INDEX in error.get("errmsg", ""):
+        return Outcome.SEQ_TAKEN
+    if "client_key" in pattern or CLIENT_KEY_INDEX in error.get("errmsg", ""):
+        return Outcome.DUPLICATE
+    return Outcome.CLASH
+
+
+class MongoStore(Store):
+    layout = "single"
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        # An acked message must survive a crash: majority on a replica set, and on a
+        # standalone server majority means journaled.
+        durable = WriteConcern(w="majority")
+        self.db = db
+        self.rooms = db.get_collection("rooms", write_concern=durable)
+        self.messages = db.get_collection(MESSAGES, write_concern=durable)
+        self.meta = db.get_collection("meta", write_concern=durable)
+        self._known_rooms: set[str] = set()
+
+    async def prepare(self) -> None:
+        async with mongo_errors("create indexes"):
+            await self.rooms.create_index([("last_activity", DESCENDING)], name="activity")
+            await self.messages.create_index(
+                [("room", ASCENDING), ("seq", ASCENDING)], unique=True, name=SEQ_INDEX
+            )
+            await self.messages.create_index(
+                [("room", ASCENDING), ("client_key", ASCENDING)],
+                unique=True,
+                name=CLIENT_KEY_INDEX,
+            )
+            await legacy.move_into(self)
+            state = await self.meta.find_one({"_id": legacy.LAYOUT_ID}) or {}
+            previous = state.get("layout", self.layout)
+            if previous != self.layout:
+                await self.adopt(previous)
+                await self.meta.update_one(
+                    {"_id": legacy.LAYOUT_ID}, {"$set": {"layout": self.layout}}
+                )
+
+    async def adopt(self, previous: str) -> None:
+        """Take over a database the other layout wrote: `messages` holds every message in
+        both, so only the FerretDB archive is left to drop."""
+        for name in await self.db.list_collection_names():
+            if legacy.ROOM_MESSAGES.fullmatch(name):
+                await self.db[name].drop()
+
+    async def close(self) -> None:
+        """The client belongs to whoever opened it."""
+
+    async def ping(self) -> bool:
+        try:
+            await self.db.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+    def _remember(self, room: str) -> None:
+        if len(self._known_rooms) >= KNOWN_ROOMS_MAX:
+            self._known_rooms.clear()
+        self._known_rooms.add(room)
+
+    async def open_room(self, name: str) -> bool:
+        if name in self._known_rooms:
+            return False
+        now = utc_now()
+        doc = {"_id": name, "name": name, "created_at": now, "last_activity": now, "last_seq": 0}
+        async with mongo_errors("open room"):
+            try:
+                # Insert first: a refused insert is a key lookup everywhere, even on FerretDB,
+                # where reading the document would scan `rooms`.
+                await self.rooms.insert_one(doc)
+            except DuplicateKeyError:
+                self._remember(name)
+                return False
+        self._remember(name)
+        return True
+
+    async def get_room(self, name: str) -> Room | None:
+        async with mongo_errors("read room"):
+            doc = await self.rooms.find_one({"_id": name})
+        if doc is None:
+            return None
+        self._remember(name)
+        return to_room(doc)
+
+    async def has_room(self, name: str) -> bool:
+        return name in self._known_rooms or await self.get_room(name) is not None
+
+    async def list_rooms(self, limit: int) -> list[Room]:
+        async with mongo_errors("list rooms"):
+            cursor = self.rooms.find({}).sort("last_activity", DESCENDING).limit(limit)
+            docs = await cursor.to_list(limit)
+        return [to_room(d) for d in docs]
+
+    async def append(self, batch: list[NewMessage]) -> list[Appended]:
+        if not batch:
+            return []
+        answers = [Appended(Outcome.STORED)] * len(batch)
+        try:
+            await self.messages.insert_many([message_doc(m) for m in batch], ordered=False)
+        except BulkWriteError as exc:
+            if exc.details.get("writeConcernErrors"):
+                raise Unavailable("message store is unavailable, try again") from exc
+            for error in exc.details.get("writeErrors", []):
+                if error.get("code") != DUPLICATE_KEY:
+                    raise Unavailable("message store is unavailable, try again") from exc
+                answers[error["index"]] = Appended(refused_key(error))
+        except PyMongoError as exc:
+            log.warning("MongoDB insert of %d messages failed: %s", len(batch), type(exc).__name__)
+            raise Unavailable("message store is unavailable, try again") from exc
+        for i, answer in enumerate(answers):
+            if answer.outcome is Outcome.DUPLICATE:
+                existing = await self.find_by_client_key(batch[i].room, batch[i].client_key)
+                answers[i] = Appended(Outcome.DUPLICATE, existing)
+        return answers
+
+    async def find_by_client_key(self, room: str, client_key: str) -> Message | None:
+        async with mongo_errors("find message"):
+            doc = await self.messages.find_one({"room": room, "client_key": client_key})
+        return None if doc is None else to_message(doc)
+
+    async def max_seq(self, room: str) -> int:
+        async with mongo_errors("read newest seq"):
+            doc = await self.messages.find_one({"room": room}, sort=[("seq", DESCENDING)])
+        return 0 if doc is None else int(doc["seq"])
+
+    async def read_after(self, room: str, since: int, limit: int) -> tuple[list[Message], bool]:
+        async with mongo_errors("read history"):
+            cursor = self.messages.find({"room": room, "seq": {"$gt": since}})
+            docs = await cursor.sort("seq", ASCENDING).limit(limit + 1).to_list(limit + 1)
+        return [to_message(d) for d in docs[:limit]], len(docs) > limit
+
+    async def read_before(
+        self, room: str, before: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        query: dict[str, Any] = {"room": room}
+        if before is not None:
+            query["seq"] = {"$lt": before}
+        async with mongo_errors("read history"):
+            cursor = self.messages.find(query).sort("seq", DESCENDING).limit(limit + 1)
+            docs = await cursor.to_list(limit + 1)
+        return [to_message(d) for d in reversed(docs[:limit])], len(docs) > limit
+
+    async def note_activity(self, room: str, seq: int, at: datetime) -> None:
+        async with mongo_errors("note room activity"):
+            await self.rooms.update_one(
+                {"_id": room},
+                {"$max": {"last_seq": seq, "last_message_at": at, "last_activity": at}},
+            )

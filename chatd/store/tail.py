@@ -1,0 +1,192 @@
+"""The newest messages of each room, in Redis: what the FerretDB layout reads joins from.
+
+Per room (keys hash-tagged by room, so each operation stays on one Redis Cluster slot):
+`tail` is a sorted set of messages by seq; `floor` says from which seq the tail holds every
+stored message of the room (a tail without it is cold: it is loaded from the archive before it
+is read); `unarchived` holds the tail's messages not yet copied into the archive, by the time
+they were stored, and `archive_due` (one set for all rooms) lists rooms that have some, by the
+oldest one's time, so that messages a stopped worker left unarchived are found and copied by
+another. The tail is trimmed to its newest `keep` messages,
+never dropping one not yet archived, and vanishes after `ttl_secs` without a message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from chatd.models import iso_millis, parse_iso
+from chatd.store.base import NewMessage
+
+# Lift `floor` to at least ARGV[1], creating it (with the tail's expiry) when missing.
+_RAISE_FLOOR = """
+local current = redis.call('GET', KEYS[1])
+if current == false or tonumber(current) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+return redis.call('GET', KEYS[1])
+"""
+# After archiving: forget the archived members; trim the tail to its newest ARGV[1] messages,
+# stopping at the first one not archived yet; answer the time the oldest unarchived message
+# has waited since, or -1 when none is left.
+_ARCHIVED = """
+for i = 2, #ARGV do redis.call('ZREM', KEYS[2], ARGV[i]) end
+local n = redis.call('ZCARD', KEYS[1])
+local keep = tonumber(ARGV[1])
+if n > keep then
+  local candidates = redis.call('ZRANGE', KEYS[1], 0, n - keep - 1, 'WITHSCORES')
+  local cut = nil
+  for j = 1, #candidates, 2 do
+    if redis.call('ZSCORE', KEYS[2], candidates[j]) then break end
+    cut = tonumber(candidates[j + 1])
+  end
+  if cut then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cut)
+    local floor = redis.call('GET', KEYS[3])
+    if floor ~= false and tonumber(floor) <= cut then
+      redis.call('SET', KEYS[3], cut + 1, 'KEEPTTL')
+    end
+  end
+end
+local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if #oldest == 0 then return '-1' end
+return oldest[2]
+"""
+
+
+def encode(m: NewMessage) -> str:
+    return json.dumps(
+        {
+            "id": m.id,
+            "seq": m.seq,
+            "user": m.user,
+            "message": m.text,
+            "timestamp": iso_millis(m.timestamp),
+            "client_id": m.client_id,
+            "client_key": m.client_key,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def decode(room: str, raw: Any) -> NewMessage:
+    d: dict[str, Any] = json.loads(raw)
+    return NewMessage(
+        id=d["id"],
+        room=room,
+        seq=int(d["seq"]),
+        user=d["user"],
+        text=d["message"],
+        timestamp=parse_iso(d["timestamp"]),
+        client_id=d["client_id"],
+        client_key=d["client_key"],
+    )
+
+
+class Tail:
+    def __init__(self, redis: aioredis.Redis, prefix: str, keep: int, ttl_secs: int) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self.keep = keep
+        self._ttl = ttl_secs
+        self._raise_floor = redis.register_script(_RAISE_FLOOR)
+        self._archived = redis.register_script(_ARCHIVED)
+        self.due_key = f"{prefix}:archive_due"
+
+    def _keys(self, room: str) -> tuple[str, str, str]:
+        tag = "{" + room + "}"
+        return (
+            f"{self._prefix}:tail:{tag}",
+            f"{self._prefix}:unarchived:{tag}",
+            f"{self._prefix}:floor:{tag}",
+        )
+
+    async def add(self, messages: list[NewMessage]) -> None:
+        """Stored messages enter the tail, and wait in `unarchived` for the archive."""
+        by_room: dict[str, dict[str, int]] = {}
+        for m in messages:
+            by_room.setdefault(m.room, {})[encode(m)] = m.seq
+        now = time.time()
+        pipe = self._redis.pipeline(transaction=False)
+        for room, members in by_room.items():
+            tail, unarchived, floor = self._keys(room)
+            pipe.zadd(tail, members)
+            pipe.zadd(unarchived, dict.fromkeys(members, now))
+            pipe.expire(tail, self._ttl)
+            pipe.expire(floor, self._ttl)
+            pipe.zadd(self.due_key, {room: now}, nx=True)
+        await pipe.execute()
+
+    async def floor(self, room: str) -> int | None:
+        """None when the tail is cold; else every stored seq >= floor is in the tail."""
+        value = await self._redis.get(self._keys(room)[2])
+        return None if value is None else int(value)
+
+    async def warm(self, room: str, messages: list[NewMessage], floor: int) -> int:
+        """Fill a cold tail with `messages` (read from the archive), complete from `floor`."""
+        tail, _, floor_key = self._keys(room)
+        if messages:
+            await self._redis.zadd(tail, {encode(m): m.seq for m in messages})
+            await self._redis.expire(tail, self._ttl)
+        raised = await self._raise_floor(keys=[floor_key], args=[floor, self._ttl])
+        return int(raised)
+
+    async def after(self, room: str, since: int, count: int) -> list[NewMessage]:
+        raw = await self._redis.zrangebyscore(
+            self._keys(room)[0], f"({since}", "+inf", start=0, num=count
+        )
+        return [decode(room, r) for r in raw]
+
+    async def before(self, room: str, before: int | None, count: int) -> list[NewMessage]:
+        """Oldest first: up to `count` newest messages with seq < before."""
+        top = "+inf" if before is None else f"({before}"
+        raw = await self._redis.zrevrangebyscore(
+            self._keys(room)[0], top, "-inf", start=0, num=count
+        )
+        return [decode(room, r) for r in reversed(raw)]
+
+    async def newest_seq(self, room: str) -> int:
+        found = await self._redis.zrevrange(self._keys(room)[0], 0, 0, withscores=True)
+        return int(found[0][1]) if found else 0
+
+    async def all(self, room: str) -> list[NewMessage]:
+        return [decode(room, r) for r in await self._redis.zrange(self._keys(room)[0], 0, -1)]
+
+    async def due(self, count: int, older_than_secs: float) -> list[str]:
+        """Rooms whose messages have waited for the archive longer than `older_than_secs`."""
+        cutoff = time.time() - older_than_secs
+        raw: list[Any] = await self._redis.zrangebyscore(
+            self.due_key, "-inf", cutoff, start=0, num=count
+        )
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+
+    async def unarchived(self, room: str, older_than_secs: float) -> list[tuple[bytes, NewMessage]]:
+        cutoff = time.time() - older_than_secs
+        raw: list[Any] = await self._redis.zrangebyscore(self._keys(room)[1], "-inf", cutoff)
+        return [(r, decode(room, r)) for r in raw]
+
+    async def lock(self, room: str, owner: str, secs: float) -> bool:
+        key = f"{self._prefix}:archiving:{{{room}}}"
+        return bool(await self._redis.set(key, owner, nx=True, px=int(secs * 1000)))
+
+    async def unlock(self, room: str) -> None:
+        await self._redis.delete(f"{self._prefix}:archiving:{{{room}}}")
+
+    async def archived(self, room: str, members: list[bytes]) -> None:
+        """`members` are in the archive now. The room stays in `archive_due`, by the time of
+        its oldest unarchived message, while it has any; the check after removing it catches
+        a message added meanwhile (its own `ZADD NX` found the room still listed)."""
+        tail, unarchived, floor = self._keys(room)
+        oldest = float(
+            await self._archived(keys=[tail, unarchived, floor], args=[self.keep, *members])
+        )
+        if oldest >= 0:
+            await self._redis.zadd(self.due_key, {room: oldest}, xx=True)
+            return
+        await self._redis.zrem(self.due_key, room)
+        if await self._redis.zcard(unarchived):
+            await self._redis.zadd(self.due_key, {room: time.time()}, nx=True)
