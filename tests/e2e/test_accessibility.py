@@ -239,3 +239,32 @@ async def test_the_message_box_is_a_few_tabs_away_with_many_rooms(
     await alice.page.keyboard.press("Enter")
     await alice.wait_joined(str(name))
     await expect(alice.page.locator("#message")).to_be_focused()
+
+
+async def test_a_filter_finds_rooms_in_a_long_list(
+    pair: list[Worker], open_page: OpenPage, room_name: Callable[[str], str]
+) -> None:
+    room = room_name("filter")
+    wanted = room_name("needle")
+    create_rooms(pair[1].url, [wanted, *(room_name(f"hay{i}") for i in range(9))])
+    alice = await open_page(pair[0].url)
+    await alice.sign_in("Alice", room)
+    await expect(alice.page.locator("#other-rooms .room-link", has_text=wanted)).to_have_count(1)
+    box = alice.page.get_by_role("searchbox", name="Filter rooms")
+    await expect(box).to_be_visible()
+
+    await alice.page.keyboard.press("Control+k")
+    await expect(box).to_be_focused()
+    await box.fill(wanted.upper())
+    await expect(alice.page.locator("#other-rooms .room-link")).to_have_count(1)
+    await expect(alice.page.locator("#other-rooms .room-name")).to_have_text([wanted])
+    await expect(alice.page.locator("#joined-rooms .room-link")).to_have_count(0)
+    await expect(alice.page.locator("#no-joined-rooms")).to_be_visible()
+    await box.press("Enter")
+    await alice.wait_joined(wanted)
+    await box.fill("no room is called this")
+    await expect(alice.page.locator(".room-link")).to_have_count(0)
+    await expect(alice.page.locator("#no-other-rooms")).to_contain_text("No other room matches")
+    await box.press("Escape")
+    await expect(box).to_have_value("")
+    await expect(alice.page.locator("#joined-rooms .room-name")).to_have_text([room, wanted])
