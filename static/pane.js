@@ -62,7 +62,7 @@ export class RoomPane {
       ui.online.textContent = `${users.length} online`;
       if (users.length) ui.online.classList.add("is-online");
     } else {
-      ui.online.textContent = connected ? "Joining…" : "Offline: who is online is unknown";
+      ui.online.textContent = connected ? "Joining…" : "Not connected: who is online is unknown";
       ui.online.classList.add("unknown");
     }
     ui.onlineList.replaceChildren(...users.map((user) => {

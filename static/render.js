@@ -24,7 +24,7 @@ export function richText(text, { me = "", names = [] } = {}) {
     for (const piece of splitMentions(part.text, [me, ...names])) {
       if (piece.mention) {
         const own = piece.mention.toLocaleLowerCase() === fold;
-        fragment.append(el("span", own ? "mention me" : "mention", piece.text));
+        fragment.append(el("span", own ? "mention you" : "mention", piece.text));
       } else {
         fragment.append(piece.text);
       }
@@ -234,7 +234,7 @@ export class RoomView {
     meta.append(author, " ", time);
     const text = el("p", "text");
     text.append(richText(entry.text, context));
-    if (!entry.own && text.querySelector(".mention.me")) node.classList.add("mentions-me");
+    if (!entry.own && text.querySelector(".mention.you")) node.classList.add("mentions-me");
     bubble.append(meta, text);
     node.append(avatar, bubble);
     return node;

@@ -137,12 +137,13 @@ export class Sidebar {
     ui.joined.replaceChildren(...joined.map((room) =>
       this.#item(room.name, info.get(room.name), room, current, connected)));
     ui.noJoined.hidden = joined.length > 0;
-    ui.noJoined.textContent = rooms.size ? "No room you are in matches." : "You are not in any room yet.";
+    const searching = filtering && this.filterText;
+    ui.noJoined.textContent = searching ? "No room you are in matches." : "You are not in any room yet.";
 
     const shown = others.filter((r) => match(r.name));
     ui.others.replaceChildren(...shown.map((r) => this.#item(r.name, r, null, current, connected)));
     ui.noOthers.hidden = shown.length > 0;
-    ui.noOthers.textContent = others.length ? "No other room matches." : "No other rooms yet.";
+    ui.noOthers.textContent = searching ? "No other room matches." : "No other rooms yet.";
 
     for (const list of [ui.joined, ui.others]) this.#rove(list, list.querySelector(".active"));
     if (focus) {

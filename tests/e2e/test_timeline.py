@@ -184,10 +184,10 @@ async def test_mentions_of_you_are_highlighted(
     await bob.send("@alice smith can you look? cc @Carol")
     shown = alice.message("@alice smith can you look? cc @Carol")
     await expect(shown).to_have_class(re.compile(r"\bmentions-me\b"))
-    await expect(shown.locator(".mention.me")).to_have_text("@alice smith")
-    await expect(shown.locator(".mention:not(.me)")).to_have_text("@Carol")
+    await expect(shown.locator(".mention.you")).to_have_text("@alice smith")
+    await expect(shown.locator(".mention:not(.you)")).to_have_text("@Carol")
     # Bob sees the mentions marked, but none of them is him.
     on_bob = bob.message("@alice smith can you look? cc @Carol")
     await expect(on_bob.locator(".mention")).to_have_count(2)
-    await expect(on_bob.locator(".mention.me")).to_have_count(0)
+    await expect(on_bob.locator(".mention.you")).to_have_count(0)
     await expect(on_bob).not_to_have_class(re.compile(r"\bmentions-me\b"))
