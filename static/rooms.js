@@ -208,6 +208,7 @@ export class Rooms {
    * added at once and joined when the connection is back.
    */
   async open(name) {
+    if (this.rooms.get(name)?.probing) return ""; // asked twice: the first answer shows it
     if (this.rooms.has(name) || !this.conn.connected) {
       this.enter(name);
       return "";
