@@ -139,8 +139,10 @@ export class Room {
 }
 
 /**
- * The rooms this page has joined. `hooks` are the views: pane (RoomPane), changed() (the
- * sidebar and title), mention(room, msg), nameRefused(message), error(text).
+ * The rooms this page has joined. `hooks` connect it to the rest of the page: pane (the
+ * RoomPane), changed() (room list and title), joined(room), activity(name, timestamp),
+ * presence(name, count), roomsChanged(), mention(room, msg), nameRefused(message) and
+ * error(text).
  */
 export class Rooms {
   constructor(conn, me, hooks) {
