@@ -108,6 +108,7 @@ def build_worker(settings: Settings) -> Worker:
                 {"chat": chat, "store": store, "presence": presence, "origins": origins},
             ),
             (r"/api/rooms/([^/]+)/messages", http.RoomMessagesHandler, {"chat": chat}),
+            (r"/api/limits", http.LimitsHandler, {"settings": settings}),
             (r"/healthz", http.HealthHandler, {"worker_id": wid}),
             (
                 r"/readyz",

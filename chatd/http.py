@@ -205,3 +205,24 @@ class NotFoundHandler(JsonHandler):
     def prepare(self) -> None:
         self.set_status(404)
         self.finish(json.dumps(protocol.fail("not_found", "no such endpoint")))
+
+
+class LimitsHandler(JsonHandler):
+    """The limits a client checks before sending, so it never keeps copies of them."""
+
+    def initialize(self, settings: Any) -> None:
+        # Not self.settings: that is Tornado's application settings.
+        self.chatd_settings = settings
+
+    def get(self) -> None:
+        self.write_json(
+            {
+                "message_chars": self.chatd_settings.limits_message_chars,
+                "room_chars": protocol.ROOM_MAX_CHARS,
+                "username_chars": protocol.USERNAME_MAX_CHARS,
+                "name_rule": (
+                    "Letters, digits, spaces, '-', '.' and '_'; it starts with a letter, "
+                    "a digit or '_' and does not end with a space."
+                ),
+            }
+        )

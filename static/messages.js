@@ -1,134 +1,157 @@
-// One room's message list in the DOM: ordered by seq, never the same message twice,
-// pending (unsent) messages kept at the bottom until their ack gives them a seq.
-import { el, fullTime, hueClass, initial, shortTime } from "./util.js";
+// One room's timeline as data: confirmed messages in seq order and never twice, join/leave
+// notices where they happened, and pending (unsent) messages at the bottom until their ack
+// gives them a seq. Pure: no DOM, so Node's test runner checks the ordering rules; the
+// renderer (render.js) mirrors every change into the page.
+import { dayKey } from "./time.js";
 
 // Consecutive messages from one person within this long share one header.
-const GROUP_GAP_MS = 5 * 60 * 1000;
+export const GROUP_GAP_MS = 5 * 60 * 1000;
 
-export class RoomView {
-  constructor(room) {
-    this.room = room;
-    this.edge = el("p", "history-edge");
-    this.list = el("ol", "messages");
-    this.list.setAttribute("aria-label", `Messages in ${room}`);
+let noticeCount = 0;
+
+/** True when `entry` continues `prev`'s group: same person, same day, shortly after. */
+export function continues(prev, entry) {
+  if (!prev || prev.kind === "notice" || entry.kind === "notice") return false;
+  return prev.user === entry.user && Math.abs(entry.time - prev.time) < GROUP_GAP_MS &&
+    dayKey(new Date(prev.time)) === dayKey(new Date(entry.time));
+}
+
+/** True when `entry` is the first of its local day, so a date separator goes above it. */
+export function startsDay(prev, entry) {
+  return !prev || dayKey(new Date(prev.time)) !== dayKey(new Date(entry.time));
+}
+
+export class Timeline {
+  constructor() {
+    this.entries = [];
     this.bySeq = new Map();
-    this.ids = new Set();
+    this.byId = new Map();
+    this.byClientId = new Map(); // pending entries
     this.minSeq = Infinity;
     this.maxSeq = 0;
   }
 
-  has(msg) {
-    return this.ids.has(msg.id) || this.bySeq.has(msg.seq);
-  }
-
+  /** Confirmed messages shown. */
   get count() {
     return this.bySeq.size;
   }
 
-  /** Add a confirmed message in seq order; returns its element, or null for a duplicate. */
-  insert(msg, own) {
+  has(msg) {
+    return this.byId.has(msg.id) || this.bySeq.has(msg.seq);
+  }
+
+  hasSeq(seq) {
+    return this.bySeq.has(seq);
+  }
+
+  pending(clientId) {
+    return this.byClientId.get(clientId);
+  }
+
+  indexOf(entry) {
+    // Most changes happen at the bottom: search from there.
+    return this.entries.lastIndexOf(entry);
+  }
+
+  /** The entries just before and after `entry`. */
+  neighbours(entry) {
+    const i = this.indexOf(entry);
+    return { prev: this.entries[i - 1], next: this.entries[i + 1] };
+  }
+
+  /** Add a confirmed message in seq order; returns its entry, or null for a duplicate. */
+  addMessage(msg, own) {
     if (this.has(msg)) return null;
-    const node = renderMessage(msg, own);
-    this.#place(node, msg);
-    return node;
+    const entry = {
+      kind: "msg", key: `m:${msg.id}`, id: msg.id, seq: msg.seq, user: msg.user,
+      text: msg.message, time: Date.parse(msg.timestamp), clientId: msg.client_id || "",
+      own: Boolean(own), msg,
+    };
+    this.entries.splice(this.#slot(entry), 0, entry);
+    this.bySeq.set(entry.seq, entry);
+    this.byId.set(entry.id, entry);
+    this.minSeq = Math.min(this.minSeq, entry.seq);
+    this.maxSeq = Math.max(this.maxSeq, entry.seq);
+    return entry;
   }
 
-  /** Turn a pending element into the confirmed message `msg` and move it to its place. */
-  settle(node, msg) {
-    if (this.has(msg)) {
-      node.remove();
-      return null;
-    }
-    node.classList.remove("pending", "failed");
-    node.querySelector(".status")?.remove();
-    node.querySelector(".actions")?.remove();
-    setTime(node.querySelector("time"), new Date(msg.timestamp));
-    const next = node.nextElementSibling;
-    node.remove();
-    regroup(next);
-    this.#place(node, msg);
-    return node;
+  /** A message not yet acknowledged: always at the bottom, in the order it was written. */
+  addPending(text, user, clientId, time = Date.now()) {
+    const entry = { kind: "pending", key: `p:${clientId}`, clientId, user, text, time, own: true };
+    this.entries.push(entry);
+    this.byClientId.set(clientId, entry);
+    return entry;
   }
 
-  addPending(text, user, clientId) {
-    const node = renderMessage(
-      { user, message: text, timestamp: new Date().toISOString(), client_id: clientId }, true,
-    );
-    node.classList.add("pending");
-    node.append(el("span", "status"));
-    this.list.append(node);
-    regroup(node);
-    return node;
-  }
-
+  /** A join or leave notice: after everything confirmed, above the pending messages. */
   addNotice(text, timestamp) {
-    const node = el("li", "notice");
-    node.append(el("span", "notice-text", text));
-    const time = el("time");
-    setTime(time, new Date(timestamp));
-    node.append(time);
-    this.list.insertBefore(node, this.list.querySelector(":scope > .pending"));
-    regroup(node.nextElementSibling);
-    return node;
+    noticeCount += 1;
+    const entry = { kind: "notice", key: `n:${noticeCount}`, text, time: Date.parse(timestamp) };
+    let i = this.entries.length;
+    while (i > 0 && this.entries[i - 1].kind === "pending") i -= 1;
+    this.entries.splice(i, 0, entry);
+    return entry;
   }
 
-  #place(node, msg) {
-    node.dataset.seq = String(msg.seq);
-    node.dataset.id = msg.id;
-    this.bySeq.set(msg.seq, node);
-    this.ids.add(msg.id);
-    let before = null;
-    if (msg.seq < this.minSeq) {
-      // Older than everything here (a page loaded by scrolling up): it goes first.
-      before = this.list.firstElementChild;
-    } else {
-      // Usually the newest: walk back over pending messages and any newer ones.
-      let cur = this.list.lastElementChild;
-      while (cur && (cur.classList.contains("pending") ||
-                     (cur.dataset.seq && Number(cur.dataset.seq) > msg.seq))) {
-        before = cur;
-        cur = cur.previousElementSibling;
+  /** Drop an entry (a discarded pending message, or later a deleted one). */
+  remove(entry) {
+    const i = this.indexOf(entry);
+    if (i === -1) return false;
+    this.entries.splice(i, 1);
+    if (entry.kind === "pending") this.byClientId.delete(entry.clientId);
+    if (entry.kind === "msg") {
+      this.bySeq.delete(entry.seq);
+      this.byId.delete(entry.id);
+    }
+    return true;
+  }
+
+  /** Change a confirmed message in place (an edit, later); returns its entry or null. */
+  update(id, changes) {
+    const entry = this.byId.get(id);
+    if (!entry) return null;
+    if (typeof changes.message === "string") entry.text = changes.message;
+    entry.msg = { ...entry.msg, ...changes };
+    return entry;
+  }
+
+  /** The first confirmed message after `seq` that someone else wrote (unread divider). */
+  firstUnreadAfter(seq) {
+    let found = null;
+    for (let i = this.entries.length - 1; i >= 0; i--) {
+      const entry = this.entries[i];
+      if (entry.kind !== "msg") continue;
+      if (entry.seq <= seq) break;
+      if (!entry.own) found = entry;
+    }
+    return found;
+  }
+
+  /** The highest seq such that every seq from `from` + 1 up to it is here. */
+  contiguousFrom(from) {
+    let seq = from;
+    while (this.bySeq.has(seq + 1)) seq += 1;
+    return seq;
+  }
+
+  /**
+   * Where a confirmed message goes. Older than everything shown (a page loaded by scrolling
+   * up): first. Otherwise walk back from the bottom over pending messages, newer messages
+   * and notices that happened after it, and go right after what remains.
+   */
+  #slot(entry) {
+    if (this.count > 0 && entry.seq < this.minSeq) return 0;
+    let i = this.entries.length;
+    while (i > 0) {
+      const prev = this.entries[i - 1];
+      if (prev.kind === "pending" ||
+          (prev.kind === "msg" && prev.seq > entry.seq) ||
+          (prev.kind === "notice" && prev.time > entry.time)) {
+        i -= 1;
+      } else {
+        break;
       }
     }
-    this.list.insertBefore(node, before);
-    this.minSeq = Math.min(this.minSeq, msg.seq);
-    this.maxSeq = Math.max(this.maxSeq, msg.seq);
-    regroup(node);
-    regroup(node.nextElementSibling);
+    return i;
   }
-}
-
-function setTime(time, date) {
-  time.dateTime = date.toISOString();
-  time.textContent = shortTime(date);
-  time.title = fullTime(date);
-}
-
-function renderMessage(msg, own) {
-  const node = el("li", `msg ${hueClass(msg.user)}${own ? " own" : ""}`);
-  node.dataset.user = msg.user;
-  node.dataset.time = String(Date.parse(msg.timestamp));
-  if (msg.client_id) node.dataset.clientId = msg.client_id;
-  node.append(el("span", "avatar", initial(msg.user)));
-  node.firstChild.setAttribute("aria-hidden", "true");
-  const bubble = el("div", "bubble");
-  const meta = el("div", "meta");
-  const author = el("span", "author", own ? "You" : msg.user);
-  if (own) author.title = msg.user;
-  const time = el("time");
-  setTime(time, new Date(msg.timestamp));
-  meta.append(author, " ", time);
-  bubble.append(meta, el("p", "text", msg.message));
-  node.append(bubble);
-  return node;
-}
-
-/** Hide the header of a message that follows one from the same person shortly before. */
-function regroup(node) {
-  if (!node || !node.classList.contains("msg")) return;
-  const prev = node.previousElementSibling;
-  const follows = prev && prev.classList.contains("msg") &&
-    prev.dataset.user === node.dataset.user &&
-    Math.abs(Number(node.dataset.time) - Number(prev.dataset.time)) < GROUP_GAP_MS;
-  node.classList.toggle("cont", Boolean(follows));
 }

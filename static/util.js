@@ -1,4 +1,5 @@
-// Small helpers shared by the client modules. Nothing here touches the network.
+// Small helpers shared by the client modules. Nothing here touches the network, and only
+// `el` touches the DOM (when called).
 
 /** Build an element. User text only ever enters through `text` (textContent). */
 export function el(tag, className, text) {
@@ -8,21 +9,10 @@ export function el(tag, className, text) {
   return node;
 }
 
-// Mirrors protocol.py `_NAME_RE`: Python's \w is letters, digits (any script) and '_'.
-const NAME_RE = /^[\p{L}\p{N}_](?:[\p{L}\p{N}_ .-]*[\p{L}\p{N}_.-])?$/u;
-export const USERNAME_MAX_CHARS = 32;
-export const ROOM_MAX_CHARS = 64;
-export const MESSAGE_MAX_CHARS = 2000;
-
-/** Why `name` would be refused by the server, or "" when it is acceptable. */
-export function nameProblem(name, what, maxChars) {
-  if (!name) return `Please enter a ${what}.`;
-  if (!NAME_RE.test(name)) {
-    return `“${name}” can't be used as a ${what}: use letters, digits, spaces, '-', '.' or '_', ` +
-      "starting with a letter or digit.";
-  }
-  if ([...name].length > maxChars) return `A ${what} can be at most ${maxChars} characters.`;
-  return "";
+/** At most `max` characters of `text`, with an ellipsis when cut. */
+export function truncate(text, max) {
+  const chars = [...text];
+  return chars.length <= max ? text : chars.slice(0, max - 1).join("") + "…";
 }
 
 /** An idempotency key for one message (protocol.py allows [A-Za-z0-9_.:-], 64 chars). */
@@ -47,45 +37,25 @@ export function initial(name) {
   return first.toUpperCase();
 }
 
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const dayTimeFmt = new Intl.DateTimeFormat(undefined, {
-  month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
-});
-const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
-
-function sameDay(a, b) {
-  return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() &&
-    a.getDate() === b.getDate();
-}
-
-/** Local time of a message: "14:05" today, "Mar 3, 14:05" on other days. */
-export function shortTime(date) {
-  return sameDay(date, new Date()) ? timeFmt.format(date) : dayTimeFmt.format(date);
-}
-
-export function fullTime(date) {
-  return fullFmt.format(date);
-}
-
-const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto", style: "narrow" });
-
-/** "now", "5 min ago", "3 hr ago", "2 days ago" for the room list. */
-export function relativeTime(date, now = Date.now()) {
-  const secs = Math.round((date.getTime() - now) / 1000);
-  const abs = Math.abs(secs);
-  if (abs < 45) return "now";
-  if (abs < 3600) return rtf.format(Math.round(secs / 60), "minute");
-  if (abs < 86400) return rtf.format(Math.round(secs / 3600), "hour");
-  if (abs < 86400 * 30) return rtf.format(Math.round(secs / 86400), "day");
-  return dayTimeFmt.format(date);
-}
-
-/** Run `fn` at most once per `ms`, at the end of a burst of calls. */
+/** Run `fn` once, `ms` after the last of a burst of calls. */
 export function debounce(fn, ms) {
   let timer = 0;
   return (...args) => {
     clearTimeout(timer);
     timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+/** Run `fn` once in the next animation frame, however often this is called before it. */
+export function everyFrame(fn) {
+  let frame = 0;
+  return () => {
+    if (!frame) {
+      frame = requestAnimationFrame(() => {
+        frame = 0;
+        fn();
+      });
+    }
   };
 }
 

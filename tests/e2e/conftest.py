@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +47,12 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
-# What Chromium itself logs while a worker is deliberately down: the failed polling request
-# and WebSocket attempts of the reconnecting client. Anything else is a real error.
+# What Chromium itself logs while a worker is deliberately down (or the network is switched
+# off with `context.set_offline`): the failed polling request and WebSocket attempts of the
+# reconnecting client. Anything else is a real error.
 NETWORK_DOWN = re.compile(
-    r"net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|CONNECTION_CLOSED|EMPTY_RESPONSE)"
+    r"net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|CONNECTION_CLOSED|EMPTY_RESPONSE"
+    r"|INTERNET_DISCONNECTED)"
     r"|WebSocket connection to '[^']*' failed"
 )
 # The rate limit lets one connection send 20 messages at once (config/chatd.toml
@@ -173,7 +178,7 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
     opened: list[ChatPage] = []
 
     async def make(url: str, allow_network_errors: bool = False, **options: Any) -> ChatPage:
-        context = await browser.new_context(viewport=VIEWPORT, **options)
+        context = await browser.new_context(**{"viewport": VIEWPORT, **options})
         context.set_default_timeout(10_000)
         page = await context.new_page()
         chat = ChatPage(page, context, allow_network_errors=allow_network_errors)
@@ -266,3 +271,23 @@ def private_pair(start_worker: Callable[..., Worker], services: Services) -> Ite
 async def in_thread(fn: Callable[[], Any]) -> Any:
     """Worker.start/stop block (process start, /readyz polling); keep the event loop free."""
     return await asyncio.to_thread(fn)
+
+
+def noon_timezone() -> str:
+    """A fixed-offset time zone where it is about noon now, so "Today" and "Yesterday" in
+    the page cannot flip at midnight while a test runs (Etc/GMT-N is UTC+N)."""
+    offset = 12 - datetime.now(UTC).hour
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def create_rooms(url: str, names: list[str]) -> None:
+    """Make rooms over REST (POST /api/rooms) so they show in every page's room list."""
+    for name in names:
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            url + "/api/rooms",
+            data=json.dumps({"name": name}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - loopback
+            assert resp.status in (200, 201), resp.status

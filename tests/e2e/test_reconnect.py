@@ -16,7 +16,7 @@ from tests.e2e.conftest import E2E, OpenPage, in_thread
 
 pytestmark = E2E
 
-# Worst case: the client's reconnect back-off (at most 5 s, static/app.js) plus start-up.
+# Worst case: the client's reconnect back-off (at most 5 s, static/connection.js) plus start-up.
 RECONNECT_TIMEOUT_MS = 20_000
 
 DISCONNECTED = re.compile("^(reconnecting|offline)$")

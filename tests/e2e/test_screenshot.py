@@ -67,8 +67,8 @@ async def test_screenshot_of_a_conversation(
             "Nice. I restarted worker 2 twice this morning and every message came back "
             "exactly once.",
         ),
-        (alice, "Can someone review the nginx change before lunch?"),
-        (bob, "On it."),
+        (alice, "@Bob can you review the nginx change before lunch?"),
+        (bob, "@Alice on it. The diff: https://git.example.com/chatd/pull/42"),
     ]
     for chat, text in lines:
         await chat.send(text)
@@ -79,7 +79,7 @@ async def test_screenshot_of_a_conversation(
         alice.page.locator("#joined-rooms li", has_text="design").locator(".badge")
     ).to_have_text("1")
 
-    await bob.page.fill("#message", "Sending the link")
+    await bob.page.fill("#message", "Looks good so far")
     await expect(alice.page.locator("#typing")).to_have_text("Bob is typing…")
     await expect(alice.page.locator("#other-rooms .room-name")).to_have_count(3)
     await alice.page.mouse.move(0, 0)
