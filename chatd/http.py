@@ -9,7 +9,7 @@ from typing import Any
 
 import tornado.web
 
-from chatd import protocol
+from chatd import names, protocol
 from chatd.bus import Presence
 from chatd.chat import Chat
 from chatd.errors import ChatError, Forbidden, InvalidPayload, NotJson
@@ -220,9 +220,6 @@ class LimitsHandler(JsonHandler):
                 "message_chars": self.chatd_settings.limits_message_chars,
                 "room_chars": protocol.ROOM_MAX_CHARS,
                 "username_chars": protocol.USERNAME_MAX_CHARS,
-                "name_rule": (
-                    "Letters, digits, spaces, '-', '.' and '_'; it starts with a letter, "
-                    "a digit or '_' and does not end with a space."
-                ),
+                "name_rule": names.NAME_RULE,
             }
         )

@@ -51,6 +51,14 @@ _CJK_SETS = (
 _NEVER_WITH_LATIN = frozenset({"Cyrillic", "Greek"})
 
 
+# What a person is told about names (the client shows it beside its name fields).
+NAME_RULE = (
+    "Letters and digits of any script (with their accents and marks), spaces, '-', '.' and "
+    "'_'; it starts with a letter, a digit or '_', does not end with a space, holds no "
+    "invisible characters, and does not mix look-alike scripts such as Latin and Cyrillic."
+)
+
+
 class NameProblem(ValueError):
     """Why a name is refused, in words for the person who typed it."""
 

@@ -5,7 +5,7 @@
 import { Composer } from "./composer.js";
 import { Connection } from "./connection.js";
 import { Toast, WelcomeDialog } from "./dialogs.js";
-import { DEFAULT_LIMITS, loadLimits, nameProblem } from "./limits.js";
+import { DEFAULT_LIMITS, canonicalName, loadLimits, nameProblem } from "./limits.js";
 import { Notifier, pageTitle } from "./notify.js";
 import { RoomPane } from "./pane.js";
 import { Rooms } from "./rooms.js";
@@ -145,7 +145,8 @@ function enter(name) {
 }
 
 /** The join box: the server says whether the name is a room name (joining creates it). */
-async function createFromSidebar(name) {
+async function createFromSidebar(typed) {
+  const name = canonicalName(typed);
   const problem = nameProblem(name, "room name", app.limits.room_chars) ||
     await rooms.open(name);
   if (problem) return problem;
@@ -161,7 +162,9 @@ async function createFromSidebar(name) {
 // starts anyway (the banner then says what is going on).
 const SIGN_IN_WAIT_MS = 8_000;
 
-async function submitWelcome({ name, room, first }) {
+async function submitWelcome({ name: typedName, room: typedRoom, first }) {
+  const name = canonicalName(typedName);
+  const room = canonicalName(typedRoom);
   const problem = nameProblem(name, "name", app.limits.username_chars) ||
     (first ? nameProblem(room, "room name", app.limits.room_chars) : "");
   if (problem) return problem;
@@ -206,7 +209,8 @@ function start() {
   app.started = true;
   ui.app.hidden = false;
   renderMe();
-  for (const name of storage.get("rooms", [])) {
+  for (const saved of storage.get("rooms", [])) {
+    const name = canonicalName(saved);
     if (typeof name === "string" && !nameProblem(name, "room", app.limits.room_chars)) {
       rooms.add(name);
     }

@@ -42,6 +42,14 @@ export function charCount(text) {
 }
 
 /**
+ * The one spelling the server keeps a name in (Unicode NFKC): "café" typed with a combining
+ * accent, or in fullwidth letters, is the same room, and the client must call it the same.
+ */
+export function canonicalName(name) {
+  return typeof name === "string" ? name.normalize("NFKC") : name;
+}
+
+/**
  * What the client itself can say about a name before asking the server: empty or too long.
  * Which characters are allowed is the server's business; it answers with its own words.
  */
