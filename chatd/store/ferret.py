@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from typing import Any
 
 from bson import ObjectId
@@ -45,8 +46,11 @@ ARCHIVE_IDLE_SECS = 0.2
 ARCHIVE_ROOMS_PER_PASS = 64
 ARCHIVE_LOCK_SECS = 30.0
 ARCHIVE_RETRY_SECS = 1.0
+ARCHIVE_BATCH = 100
+CLOSE_FLUSH_SECS = 1.0
+ARCHIVE_AFTER_SECS = 2.0
 # Messages left unarchived this long in Redis are taken by any worker: theirs has stopped.
-STALE_SECS = 10.0
+STALE_SECS = 10.0 + ARCHIVE_AFTER_SECS
 
 
 def archive_doc(m: NewMessage) -> dict[str, Any]:
@@ -95,6 +99,9 @@ class FerretStore(MongoStore):
         # What this worker stored and has not archived yet, by room and seq. The archive is
         # written from here; Redis's copy (`unarchived`) is for workers that stop first.
         self._mine: dict[str, dict[int, NewMessage]] = {}
+        self._since: dict[str, float] = {}  # room -> when its oldest entry in _mine came
+        self._urgent = False  # archive everything in _mine at once: Redis lost or missed some
+        self._epoch: bytes | None = None
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -106,6 +113,11 @@ class FerretStore(MongoStore):
             self._archiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._archiver
+        # What is left goes to the archive now; whatever does not make it in time is taken
+        # from Redis by another worker.
+        waiting = [m for room in self._mine.values() for m in room.values()]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._write_archive(waiting), CLOSE_FLUSH_SECS)
 
     async def adopt(self, previous: str) -> None:
         """Coming from the canonical layout: build the archive from `messages`, once."""
@@ -134,12 +146,14 @@ class FerretStore(MongoStore):
     async def append(self, batch: list[NewMessage]) -> list[Appended]:
         answers = await super().append(batch)
         stored = [m for m, a in zip(batch, answers, strict=True) if a.outcome is Outcome.STORED]
+        now = time.monotonic()
         for m in stored:
             self._mine.setdefault(m.room, {})[m.seq] = m
-        if stored:
-            # If Redis is away the tail goes cold, and is loaded from the archive when Redis
-            # is back; the archive gets these from `_mine` either way.
-            await self._tail_call(self.tail.add(stored))
+            self._since.setdefault(m.room, now)
+        if stored and await self._tail_call(self.tail.add(stored)) is None:
+            # Redis is away: the tail goes cold (it is loaded from the archive when Redis is
+            # back), so these must reach the archive now, not after ARCHIVE_AFTER_SECS.
+            self._urgent = True
         return answers
 
     async def _tail_call(self, call: Any) -> Any:
@@ -169,20 +183,50 @@ class FerretStore(MongoStore):
                 await asyncio.sleep(ARCHIVE_RETRY_SECS)
 
     async def _archive_mine(self) -> bool:
-        """Copy what this worker stored into the archive, one insert per room block."""
-        if not self._mine:
+        """Copy what this worker stored into the archive, one insert per room block, for
+        rooms with ARCHIVE_BATCH messages waiting or one waiting ARCHIVE_AFTER_SECS: an
+        insert costs FerretDB about as much for one message as for a hundred, and the tail
+        serves reads meanwhile."""
+        now = time.monotonic()
+        if await self._tail_call(self._check_epoch()) is None:
+            self._urgent = True
+        urgent, self._urgent = self._urgent, False
+        rooms = [
+            room
+            for room, waiting in self._mine.items()
+            if urgent
+            or len(waiting) >= ARCHIVE_BATCH
+            or now - self._since[room] >= ARCHIVE_AFTER_SECS
+        ]
+        if not urgent:
+            rooms = rooms[:ARCHIVE_ROOMS_PER_PASS]
+        if not rooms:
             return False
-        rooms = list(self._mine)[:ARCHIVE_ROOMS_PER_PASS]
         for room in rooms:
             waiting = list(self._mine[room].values())
-            await self._write_archive(waiting)
+            try:
+                await self._write_archive(waiting)
+            except BaseException:
+                self._urgent = self._urgent or urgent
+                raise
             left = self._mine[room]
             for m in waiting:
                 left.pop(m.seq, None)
-            if not left:
-                del self._mine[room]
+            if left:
+                self._since[room] = now
+            else:
+                del self._mine[room], self._since[room]
             await self._tail_call(self.tail.archived(room, [encode(m).encode() for m in waiting]))
         return True
+
+    async def _check_epoch(self) -> None:
+        """Redis restarted empty (its epoch changed): the tails are gone, so whatever this
+        worker has not archived is readable from nowhere else; archive it now."""
+        epoch = await self.tail.epoch(self._owner)
+        if self._epoch is not None and epoch != self._epoch:
+            log.warning("Redis lost its data: archiving every message waiting")
+            self._urgent = True
+        self._epoch = epoch
 
     async def _archive_room(self, room: str) -> None:
         """A room whose messages waited too long: the worker that stored them stopped."""

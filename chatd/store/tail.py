@@ -169,6 +169,13 @@ class Tail:
         raw: list[Any] = await self._redis.zrangebyscore(self._keys(room)[1], "-inf", cutoff)
         return [(r, decode(room, r)) for r in raw]
 
+    async def epoch(self, candidate: str) -> bytes:
+        """A token that stays the same while Redis keeps its data (made by the first caller)."""
+        key = f"{self._prefix}:epoch"
+        await self._redis.set(key, candidate, nx=True)
+        value = await self._redis.get(key)
+        return value if isinstance(value, bytes) else str(value).encode()
+
     async def lock(self, room: str, owner: str, secs: float) -> bool:
         key = f"{self._prefix}:archiving:{{{room}}}"
         return bool(await self._redis.set(key, owner, nx=True, px=int(secs * 1000)))

@@ -453,3 +453,23 @@ async def test_front_door_caps_connections_per_address(workers, start_front_door
     finally:
         for c in held:
             await c.disconnect()
+
+
+# ---- 4. a client_id only ever matches its own sender's message --------------------------------
+
+
+async def test_another_senders_client_id_never_swallows_a_message(server, client, room, mongo):
+    mallory, alice, bob = [await client(server.url) for _ in range(3)]
+    for c, name in ((mallory, "mallory"), (alice, "alice"), (bob, "bob")):
+        await c.join(room, name)
+    taken = await mallory.send(room, "first", client_id="msg-1")
+    mine = await alice.send(room, "alice: the real one", client_id="msg-1")
+    assert taken["ok"] and mine["ok"], (taken, mine)
+    assert mine["duplicate"] is False and mine["id"] != taken["id"]
+    await bob.wait_for("chatMessage", lambda ms: len(ms) == 2)
+    assert [m["message"] for m in bob.messages(room)] == ["first", "alice: the real one"]
+    texts = [d["message"] for d in mongo.messages.find({"room": room}).sort("seq", 1)]
+    assert texts == ["first", "alice: the real one"]
+    # Alice's own retry is still one message.
+    again = await alice.send(room, "alice: the real one", client_id="msg-1")
+    assert again["duplicate"] is True and again["id"] == mine["id"]
