@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -29,6 +30,8 @@ from chatd.store import LayoutStore
 log = logging.getLogger(__name__)
 
 REDIS_TIMEOUT_SECS = 2.0
+# Allocations between young-generation collections, then young collections per older one.
+GC_THRESHOLDS = (50_000, 20, 100)
 CLOSE_TIMEOUT_SECS = 2.0
 
 
@@ -131,6 +134,15 @@ def build_worker(settings: Settings) -> Worker:
     return Worker(app, sio, store, redis, manager, presence, events, metrics, state, chat)
 
 
+def tune_gc() -> None:
+    """Everything made at start-up lives as long as the process: freeze it out of the cyclic
+    collector's view, and collect the young generation far less often. Stock thresholds made
+    the collector walk every connection's objects every few seconds, in 60-140 ms pauses."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(settings: Settings) -> None:
     engine.check_versions()
     engine.configure()
@@ -147,6 +159,7 @@ async def serve(settings: Settings) -> None:
     # and cross-worker delivery are live from the start.
     worker.sio.manager_initialized = True
     worker.manager.initialize()
+    tune_gc()
     worker.presence.start()
     await worker.store.start()
     log.info("%s", startup_line(settings))

@@ -90,12 +90,12 @@ def rss_kb(pid: int) -> int:
 async def test_client_that_stops_reading_is_disconnected_and_memory_stays_bounded(
     start_worker, client, room
 ):
-    # Long messages of 4-byte characters (12 bytes each once JSON-escaped) make the backlog
-    # pass the kernel's socket buffers (up to 4 MB) and the 1 MB cap within a few messages.
+    # Long messages of 4-byte characters (40 KB each in UTF-8) make the backlog pass the
+    # kernel's socket buffers (up to 4 MB) and the 1 MB cap within a hundred messages.
     worker = start_worker(
         CHATD_LIMITS_RATE_BURST="5000",
         CHATD_LIMITS_RATE_PER_MINUTE="600000",
-        CHATD_LIMITS_MESSAGE_CHARS="20000",
+        CHATD_LIMITS_MESSAGE_CHARS="40000",
     )
     stalled = open_stalled_client(worker.port, room)
     flooders = [await client(worker.url) for _ in range(4)]
@@ -112,8 +112,8 @@ async def test_client_that_stops_reading_is_disconnected_and_memory_stays_bounde
 
     started = time.monotonic()
     cut_after = None
-    # 4 x 25 messages of ~120 KB to each member: ~12 MB towards the stalled client.
-    tasks = [asyncio.ensure_future(flood(f, 25)) for f in flooders]
+    # 4 x 75 messages of ~40 KB to each member: ~12 MB towards the stalled client.
+    tasks = [asyncio.ensure_future(flood(f, 75)) for f in flooders]
     while not all(t.done() for t in tasks):
         if cut_after is None and gauge(worker.url, "chatd_connected_clients") == 4:
             cut_after = time.monotonic() - started
@@ -126,5 +126,5 @@ async def test_client_that_stops_reading_is_disconnected_and_memory_stays_bounde
     assert growth_mb < 30, growth_mb
     # Everyone else got everything.
     for f in flooders:
-        await f.wait_for("chatMessage", lambda ms: len(ms) == 100, timeout=30)
+        await f.wait_for("chatMessage", lambda ms: len(ms) == 300, timeout=30)
     assert "never retrieved" not in worker.log()
