@@ -150,7 +150,7 @@ async def serve(settings: Settings) -> None:
     server = HTTPServer(
         worker.app,
         # Equal to the Engine.IO limit: a bigger body is refused at once instead of being held
-        # in memory by a hung polling request (RELIABILITY.md finding 3).
+        # in memory by a hung polling request (docs/guarantees.md L4).
         max_body_size=settings.limits_frame_bytes,
         xheaders=settings.server_trust_proxy,
     )
@@ -183,7 +183,7 @@ async def serve(settings: Settings) -> None:
         )
     log.info("stopped")
     # Exit here, closing every client socket with the process: clients see a transport close
-    # and reconnect by themselves, unlike after sio.disconnect (RELIABILITY.md finding 8).
+    # and reconnect by themselves, unlike after sio.disconnect (docs/guarantees.md L10).
     # os._exit also skips the event loop's wait for library tasks that ignore cancellation, so
     # a stop always ends within drain_secs + CLOSE_TIMEOUT_SECS, below stopwaitsecs.
     logging.shutdown()

@@ -1,7 +1,7 @@
 """Redis: the Socket.IO message bus between workers, and cluster-wide presence.
 
 The stock AsyncRedisManager resubscribes after 1, 2, 4 ... 60 s and drops a publish after two
-tries without telling anyone (RELIABILITY.md findings 2 and 11). ChatRedisManager resubscribes
+tries without telling anyone (docs/guarantees.md L2 and L3). ChatRedisManager resubscribes
 within about a second, publishes through one ordered queue so a sender's messages keep their
 order on every worker, and counts what it drops.
 """

@@ -109,8 +109,8 @@ class Settings:
             and redis_url.hostname not in LOOPBACK_HOSTS
             and not redis_url.password
         ):
-            # Whoever can PUBLISH to the bus can push events to every client (RELIABILITY.md
-            # finding 9), so a Redis off this machine must require a password.
+            # Whoever can PUBLISH to the bus can push events to every client (docs/guarantees.md
+            # L11), so a Redis off this machine must require a password.
             bad(
                 "redis_url", "a Redis that is not on loopback needs a password (redis://:PASS@host)"
             )
@@ -135,7 +135,7 @@ class Settings:
             bad("mongo_timeout_secs", "must be 0.1..60 seconds")
         if not 1 <= self.limits_message_chars <= 100_000:
             bad("limits_message_chars", "must be 1..100000")
-        # Above 1 MB a polling POST pins memory (RELIABILITY.md finding 3), so cap it there.
+        # Above 1 MB a polling POST pins memory (docs/guarantees.md L4), so cap it there.
         if not 4096 <= self.limits_frame_bytes <= 1_000_000:
             bad("limits_frame_bytes", "must be 4096..1000000")
         elif self.limits_message_chars * 4 + 512 > self.limits_frame_bytes:
@@ -202,7 +202,7 @@ def load_settings(
 
     data: dict[str, Any] = {}
     if defaults_file.is_file():
-        # A broken file is one more problem to list, not a traceback (STYLE.md, Config).
+        # A broken file is one more problem to list, not a traceback.
         try:
             with defaults_file.open("rb") as fh:
                 data = tomllib.load(fh)

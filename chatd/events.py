@@ -51,7 +51,7 @@ class Session:
     # python-socketio runs each event in its own task. Holding this lock around every event of
     # the connection handles them in the order they were sent: a chatMessage emitted right
     # after its joinRoom (without waiting for the ack) finds the room joined, and one sender's
-    # seq order is its send order (RELIABILITY.md F10). Tasks reach the lock in arrival order.
+    # seq order is its send order (docs/guarantees.md G4). Tasks reach the lock in arrival order.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0  # events queued behind `lock`
 
@@ -141,7 +141,7 @@ class Events:
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         handler = environ.get("tornado.handler")
-        # REMOTE_ADDR is always 127.0.0.1 in the Tornado driver (RELIABILITY.md finding 6).
+        # REMOTE_ADDR is always 127.0.0.1 in the Tornado driver (docs/guarantees.md L8).
         address = handler.request.remote_ip if handler is not None else "?"
         cap = self._settings.limits_connections_per_ip
         if cap and self._per_address.get(address, 0) >= cap:

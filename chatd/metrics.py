@@ -1,4 +1,4 @@
-"""Prometheus metrics of one worker, in a registry of its own (DESIGN.md, Ports and names)."""
+"""Prometheus metrics of one worker, in a registry of its own (docs/design.md, Metrics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-connection token bucket for chat messages (RELIABILITY.md S5)."""
+"""Per-connection token bucket for chat messages (docs/guarantees.md, Limits)."""
 
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ async def test_message_typed_while_disconnected_is_pending_then_delivered_once(
 
 
 # Wraps the page's Socket.IO client so that it silently loses live messages starting with
-# "drop:", as a lost Redis pub/sub delivery would (DESIGN.md: pub/sub is fire-and-forget).
+# "drop:", as a lost Redis pub/sub delivery would (docs/guarantees.md N1).
 DROP_LIVE_MESSAGES = """
 (() => {
   let real;

@@ -1,4 +1,4 @@
-"""RELIABILITY.md S6: the injection corpus in every field of every event and REST parameter is
+"""docs/guarantees.md G8: the injection corpus in every field of every event and REST parameter is
 refused with a stable code, the same connection keeps working, and nothing reaches MongoDB."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Limits at the edge: sizes, rate, oversized frames and POSTs, polling batches, origins,
-protocol versions and compression (RELIABILITY.md S1, S4, S5, S11 and finding 12)."""
+protocol versions and compression (docs/guarantees.md G8, Limits, L4-L7)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """MongoDB goes away for a while: senders are told within about 2 s, nothing is broadcast
-unstored, and sending works again soon after it returns (RELIABILITY.md F5)."""
+unstored, and sending works again soon after it returns (docs/guarantees.md G9)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Redis goes away and comes back: local delivery never stops, the bus is back within 2 s,
-and clients fill what they missed from MongoDB (RELIABILITY.md F3, F4)."""
+and clients fill what they missed from MongoDB (docs/guarantees.md G9, L2)."""
 
 from __future__ import annotations
 

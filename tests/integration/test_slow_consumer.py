@@ -1,5 +1,5 @@
 """A WebSocket client that stops reading is cut off once it lags limits.outbuf_bytes behind,
-instead of growing the worker until the ping timeout (RELIABILITY.md F6)."""
+instead of growing the worker until the ping timeout (docs/guarantees.md L9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unsafe deployments are refused at start (RELIABILITY.md O2)."""
+"""Unsafe deployments are refused at start (docs/guarantees.md G8)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from chatd.protocol import (
 
 MAX_CHARS = 2000
 
-# The NoSQL-injection corpus of RELIABILITY.md S6, as values of a field.
+# The NoSQL-injection corpus (docs/guarantees.md G8), as values of a field.
 OPERATOR_VALUES: list[Any] = [
     {"$ne": None},
     {"$gt": ""},

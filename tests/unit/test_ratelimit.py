@@ -1,4 +1,4 @@
-"""TokenBucket: a burst, then a steady refill, never more than the burst (RELIABILITY.md S5)."""
+"""TokenBucket: a burst, then a steady refill, at most the burst (docs/guarantees.md, Limits)."""
 
 from __future__ import annotations
 
