@@ -87,9 +87,11 @@ class Chat:
             history, self._settings.limits_replay_bytes, keep_newest=request.since is None
         )
         newest = history[-1].seq if history else 0
-        counted = await self._seqs.current(request.room) or 0
+        if has_more and request.since is not None:
+            # A replay cut short: the room's newest stored seq, for the client to page to.
+            newest = max(newest, await self._store.max_seq(request.room))
         return JoinResult(
-            last_seq=max(newest, counted),
+            last_seq=newest,
             created=created,
             history=history,
             has_more=has_more or trimmed,

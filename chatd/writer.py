@@ -139,18 +139,15 @@ class Writer:
         clashes: Counter[int] = Counter()
         todo = batch
         for attempt in range(SEQ_ATTEMPTS):
-            firsts = await self._seqs.take(Counter(p.room for p in todo))
-            now = utc_now()
-            offered = []
-            for p in todo:
-                seq = firsts[p.room]
-                firsts[p.room] = seq + 1
-                mid = str(ObjectId())
-                offered.append(
-                    NewMessage(mid, p.room, seq, p.user, p.text, now, p.client_id, p.key)
-                )
+            try:
+                firsts = await self._seqs.take(Counter(p.room for p in todo))
+                answered = await self._store.append(offered := self._offer(todo, firsts))
+            except Unavailable:
+                if attempt == 0:
+                    raise
+                break  # what earlier attempts stored is broadcast and acked; the rest fail
             retry: list[_Pending] = []
-            for p, m, a in zip(todo, offered, await self._store.append(offered), strict=True):
+            for p, m, a in zip(todo, offered, answered, strict=True):
                 if a.outcome is Outcome.STORED:
                     message = m.stored()
                     stored.append(message)
@@ -162,7 +159,10 @@ class Writer:
                     # the cheap test; refused again, it is the client key.
                     clashes[id(p)] += 1
                     if clashes[id(p)] > 1:
-                        existing = await self._store.find_by_client_key(p.room, p.key)
+                        try:
+                            existing = await self._store.find_by_client_key(p.room, p.key)
+                        except Unavailable:
+                            continue  # unanswered: this one fails, the others go on
                 if existing is not None:
                     answers[id(p)] = SendResult(existing, duplicate=True)
                 elif a.outcome is Outcome.DUPLICATE:
@@ -177,6 +177,18 @@ class Writer:
             if not todo:
                 break
         return stored, answers
+
+    @staticmethod
+    def _offer(todo: list[_Pending], firsts: dict[str, int]) -> list[NewMessage]:
+        now = utc_now()
+        offered = []
+        for p in todo:
+            seq = firsts[p.room]
+            firsts[p.room] = seq + 1
+            offered.append(
+                NewMessage(str(ObjectId()), p.room, seq, p.user, p.text, now, p.client_id, p.key)
+            )
+        return offered
 
     async def close(self, grace_secs: float) -> None:
         """Let the batch being stored finish, for at most `grace_secs`."""

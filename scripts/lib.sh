@@ -36,12 +36,13 @@ setup_needed() {
   return 0
 }
 
-# Embedded Redis: loopback only, no persistence (it holds pub/sub and presence only; MongoDB
-# is the source of truth), pub/sub subscribers cut at 32 MB/8 MB for 60 s (docs/guarantees.md G9).
+# Embedded Redis: loopback only; an append-only file (fsync every second) so a restart keeps
+# the FerretDB layout's hot tails and archive queue (MongoDB stays the source of truth);
+# pub/sub subscribers cut at 32 MB/8 MB for 60 s (docs/guarantees.md G9).
 exec_redis() { # port dir: replaces the calling (sub)shell with redis-server
   exec redis-server --port "$1" --bind 127.0.0.1 --protected-mode yes --dir "$2" \
-    --save '' --appendonly no --client-output-buffer-limit "pubsub 32mb 8mb 60" \
-    --loglevel warning
+    --save '' --appendonly yes --appendfsync everysec \
+    --client-output-buffer-limit "pubsub 32mb 8mb 60" --loglevel warning
 }
 
 ferretdb_args() { # port dir

@@ -10,13 +10,15 @@ document with a filter (a find by room and seq among 50,000 messages: 2.7 s). So
   in Redis (`chatd/store/tail.py`), older pages from the archive, a copy of each room's
   messages in collections of 1,000 seqs (`messages_<hash>`, `_1`, ...), so a read costs at
   most two small collections whatever the room's age or the number of rooms;
-- the archive is written behind the ack, from the tail, by every worker's archiver, one
-  insert per room for everything that room received since its last copy.
+- the archive is written behind the ack by the worker that stored the messages, one insert
+  per room for up to ARCHIVE_BATCH waiting messages or after ARCHIVE_AFTER_SECS (at once
+  while Redis is unreachable or after it restarted empty); Redis keeps a copy of what waits,
+  from which any worker archives what a stopped worker left behind.
 
-A tail lost with Redis is loaded again from the archive on the next read. Messages that were
-stored but not yet archived when Redis lost its data (the last moments before a Redis crash,
-at most a second or so under load) stay in `messages` but are missing from history reads;
-run the embedded Redis with its append-only file, as chatd does, so a restart keeps them.
+A tail lost with Redis is loaded again from the archive on the next read. The one loss this
+cannot cover: Redis losing its data while the worker that stored the waiting messages stops
+too; those stay in `messages` but are missing from history reads. The embedded Redis runs
+with an append-only file, so a restart alone loses nothing.
 """
 
 from __future__ import annotations
@@ -389,6 +391,12 @@ class FerretStore(MongoStore):
         return await super().find_by_client_key(room, client_key)
 
     async def max_seq(self, room: str) -> int:
+        """From a warm tail when it has any message; else the archive and this worker's
+        unarchived messages (all a worker can know without scanning `messages`)."""
+        floor = await self._tail_call(self.tail.floor(room))
         tail_top = await self._tail_call(self.tail.newest_seq(room)) or 0
+        if floor not in (None, True) and tail_top:
+            return int(tail_top)
         newest = await self._archive_older(room, None, 1)
-        return max(int(tail_top), newest[-1].seq if newest else 0)
+        mine = max(self._mine.get(room, {}), default=0)
+        return max(int(tail_top), newest[-1].seq if newest else 0, mine)
