@@ -366,8 +366,10 @@ class FerretStore(MongoStore):
     ) -> tuple[list[Message], bool]:
         want = limit + 1
         floor = await self._floor(room)
-        got = [] if floor is None else await self.tail.before(room, before, want)
-        # The tail holds every stored seq from `floor` up; anything older is archived.
+        got: list[NewMessage] = []
+        if floor is not None:
+            # Only what the tail holds from `floor` up is known complete; below, the archive.
+            got = [m for m in await self.tail.before(room, before, want) if m.seq >= floor]
         if len(got) < want and (floor is None or floor > 1):
             below = before if floor is None else min(floor, before or floor)
             older = await self._archive_older(room, below, want - len(got))

@@ -1,0 +1,140 @@
+"""The store interface's contract, held by both layouts on the real MongoDB-protocol server and
+a real Redis: what a batch stores, what its keys refuse, and history read back page by page,
+exactly, however warm or cold the FerretDB layout's tail is."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+
+from chatd.models import utc_now
+from chatd.store.base import NewMessage, Outcome, Store
+from chatd.store.ferret import FerretStore
+from chatd.store.mongo import MongoStore
+from chatd.store.tail import Tail
+from tests.conftest import Services
+
+COUNT = 260
+
+
+@pytest.fixture(params=["single", "blocks"])
+async def store(request: Any, services: Services) -> AsyncIterator[Store]:
+    prefix = f"{services.redis_prefix}c{uuid.uuid4().hex[:6]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(services.mongo_url, tz_aware=True)
+    db = client[f"{services.mongo_db}_c_{uuid.uuid4().hex[:6]}"]
+    redis = aioredis.Redis.from_url(services.redis_url)
+    made: Store
+    if request.param == "single":
+        made = MongoStore(db)
+    else:
+        made = FerretStore(db, Tail(redis, prefix, keep=100, ttl_secs=600))
+    made.prefix = prefix  # type: ignore[attr-defined]
+    made.redis = redis  # type: ignore[attr-defined]
+    await made.prepare()
+    yield made
+    await made.close()
+    async for key in redis.scan_iter(f"{prefix}:*"):
+        await redis.delete(key)
+    await redis.aclose()
+    await client.drop_database(db.name)
+    await client.close()
+
+
+def message(room: str, seq: int, key: str | None = None) -> NewMessage:
+    cid = key or f"c{seq}"
+    return NewMessage(str(ObjectId()), room, seq, "ann", f"m{seq}", utc_now(), cid, f"ann:{cid}")
+
+
+async def fill(store: Store, room: str, count: int, batch: int = 37) -> None:
+    await store.open_room(room)
+    for first in range(1, count + 1, batch):
+        seqs = range(first, min(first + batch, count + 1))
+        answers = await store.append([message(room, s) for s in seqs])
+        assert {a.outcome for a in answers} == {Outcome.STORED}
+
+
+async def pages_back(store: Store, room: str, limit: int) -> list[int]:
+    seqs: list[int] = []
+    before = None
+    while True:
+        page, more = await store.read_before(room, before, limit)
+        assert len(page) <= limit
+        seqs = [m.seq for m in page] + seqs
+        if not more:
+            return seqs
+        before = page[0].seq
+
+
+async def pages_forward(store: Store, room: str, limit: int, since: int = 0) -> list[int]:
+    seqs: list[int] = []
+    while True:
+        page, more = await store.read_after(room, since, limit)
+        seqs += [m.seq for m in page]
+        if not more:
+            return seqs
+        since = page[-1].seq
+
+
+async def forget_redis(store: Store) -> None:
+    redis = store.redis  # type: ignore[attr-defined]
+    async for key in redis.scan_iter(f"{store.prefix}:*"):  # type: ignore[attr-defined]
+        await redis.delete(key)
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50, 200])
+async def test_paging_back_and_forward_returns_every_message_once(store, room, limit):
+    await fill(store, room, COUNT)
+    assert await pages_back(store, room, limit) == list(range(1, COUNT + 1))
+    assert await pages_forward(store, room, limit) == list(range(1, COUNT + 1))
+    assert await store.max_seq(room) == COUNT
+
+
+async def test_history_stays_exact_when_redis_forgets_everything(store, room):
+    await fill(store, room, COUNT)
+    await forget_redis(store)
+    assert await pages_back(store, room, 50) == list(range(1, COUNT + 1))
+    assert await pages_forward(store, room, 50, since=100) == list(range(101, COUNT + 1))
+    await store.append([message(room, COUNT + 1)])
+    latest, more = await store.read_before(room, None, 3)
+    assert [m.seq for m in latest] == [COUNT - 1, COUNT, COUNT + 1] and more
+
+
+async def test_a_seq_stored_before_is_refused_and_nothing_else_changes(store, room):
+    await fill(store, room, 5)
+    [answer] = await store.append([message(room, 3, key="fresh")])
+    assert answer.outcome in (Outcome.SEQ_TAKEN, Outcome.CLASH)
+    page, _ = await store.read_after(room, 0, 10)
+    assert [m.message for m in page] == ["m1", "m2", "m3", "m4", "m5"]
+
+
+async def test_a_client_key_stored_before_is_refused_and_found(store, room):
+    await fill(store, room, 5)
+    first = (await store.read_after(room, 3, 1))[0][0]
+    [answer] = await store.append([message(room, 6, key="c4")])
+    assert answer.outcome in (Outcome.DUPLICATE, Outcome.CLASH)
+    found = await store.find_by_client_key(room, "ann:c4")
+    assert found is not None and found.id == first.id and found.seq == 4
+    assert await store.find_by_client_key(room, "bob:c4") is None
+
+
+async def test_one_batch_stores_what_it_can_and_answers_each(store, room):
+    await fill(store, room, 3)
+    batch = [message(room, 4), message(room, 2, key="new"), message(room, 5, key="c1")]
+    outcomes = [a.outcome for a in await store.append(batch)]
+    assert outcomes[0] is Outcome.STORED
+    assert outcomes[1] in (Outcome.SEQ_TAKEN, Outcome.CLASH)
+    assert outcomes[2] in (Outcome.DUPLICATE, Outcome.CLASH)
+    assert await pages_forward(store, room, 10) == [1, 2, 3, 4]
+
+
+async def test_rooms_are_created_once(store, room):
+    assert await store.open_room(room) is True
+    assert await store.open_room(room) is False
+    assert await store.has_room(room)
+    assert not await store.has_room(room + "-nope")
