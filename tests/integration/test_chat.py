@@ -584,3 +584,43 @@ async def test_many_first_joins_on_two_workers_all_succeed(workers, client, room
         assert sum(a["created"] for a in acks) == 1, acks
         sent = await clients[0].send(name, "first")
         assert sent["ok"] and sent["seq"] == 1
+
+
+async def test_stale_retry_on_another_worker_after_the_first_died_stores_nothing_twice(
+    workers, client, room, mongo
+):
+    w1, w2 = workers(2)
+    ann = await client(w1.url)
+    await ann.join(room, "ann")
+    cid = "stale-" + uuid.uuid4().hex
+    first = await ann.send(room, "once", client_id=cid)
+    assert first["ok"]
+    w1.signal(9)
+    w1.proc.wait(10)
+    again = await client(w2.url)
+    await again.join(room, "ann")
+    retry = await again.send(room, "once", client_id=cid)
+    assert retry["ok"] and retry["duplicate"] and (retry["id"], retry["seq"]) == (
+        first["id"],
+        first["seq"],
+    )
+    assert mongo[MESSAGES].count_documents({"room": room, "client_id": cid}) == 1
+    w1.start()
+
+
+async def test_retry_after_redis_forgot_everything_stores_nothing_twice(
+    server, client, room, mongo, services
+):
+    ann = await client(server.url)
+    await ann.join(room, "ann")
+    cid = "forgot-" + uuid.uuid4().hex
+    first = await ann.send(room, "once", client_id=cid)
+    r = redis.Redis.from_url(services.redis_url)
+    try:
+        keys = list(r.scan_iter(f"{services.redis_prefix}:*"))
+        r.delete(*keys)
+    finally:
+        r.close()
+    retry = await ann.send(room, "once", client_id=cid)
+    assert retry["ok"] and retry["duplicate"] and retry["seq"] == first["seq"], retry
+    assert mongo[MESSAGES].count_documents({"room": room, "client_id": cid}) == 1
