@@ -208,7 +208,14 @@ class Events:
         before = await self._presence.users(request.room)
         already_online = request.username in before
         await self._presence.add(request.room, sid, request.username)
-        await self._sio.emit(protocol.CHAT_HISTORY, [m.to_wire() for m in result.history], to=sid)
+        # To this socket, which is on this worker: not through Redis, where every worker would
+        # decode up to limits.replay_bytes of history for nobody.
+        await self._sio.emit(
+            protocol.CHAT_HISTORY,
+            [m.to_wire() for m in result.history],
+            to=sid,
+            ignore_queue=True,
+        )
         online = sorted({*before, request.username})
         if not rejoin:
             if not already_online:

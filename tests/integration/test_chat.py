@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import re
 import uuid
 from collections.abc import Callable
@@ -600,9 +601,14 @@ async def test_stale_retry_on_another_worker_after_the_first_died_stores_nothing
     again = await client(w2.url)
     await again.join(room, "ann")
     retry = await again.send(room, "once", client_id=cid)
-    assert retry["ok"] and retry["duplicate"] and (retry["id"], retry["seq"]) == (
-        first["id"],
-        first["seq"],
+    assert (
+        retry["ok"]
+        and retry["duplicate"]
+        and (retry["id"], retry["seq"])
+        == (
+            first["id"],
+            first["seq"],
+        )
     )
     assert mongo[MESSAGES].count_documents({"room": room, "client_id": cid}) == 1
     w1.start()
@@ -624,3 +630,30 @@ async def test_retry_after_redis_forgot_everything_stores_nothing_twice(
     retry = await ann.send(room, "once", client_id=cid)
     assert retry["ok"] and retry["duplicate"] and retry["seq"] == first["seq"], retry
     assert mongo[MESSAGES].count_documents({"room": room, "client_id": cid}) == 1
+
+
+async def test_join_history_goes_to_its_socket_without_crossing_redis(
+    server, client, room, services
+):
+    import redis.asyncio as aioredis
+
+    bus = aioredis.Redis.from_url(services.redis_url)
+    pubsub = bus.pubsub()
+    await pubsub.subscribe(f"{services.redis_prefix}:socketio")
+    try:
+        ann = await client(server.url)
+        await ann.join(room, "ann")
+        await ann.send(room, "marker")
+        published = []
+        deadline = time.monotonic() + 10
+        while not any(b"marker" in p for p in published):
+            assert time.monotonic() < deadline, "the broadcast never reached Redis"
+            got = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if got is not None:  # None: the subscription's own confirmation, or nothing yet
+                published.append(got["data"])
+        assert not any(b"chat-history" in p for p in published)
+        [history] = ann.events["chat-history"]
+        assert history == []
+    finally:
+        await pubsub.aclose()
+        await bus.aclose()
