@@ -23,6 +23,7 @@ from chatd.models import Message, Room
 from chatd.store.base import Appended, NewMessage, Store
 from chatd.store.ferret import FerretStore
 from chatd.store.mongo import MongoStore
+from chatd.store.roomlist import RoomList
 from chatd.store.tail import Tail
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class LayoutStore(Store):
         self._timeout = timeout_secs
         self._wanted = layout
         self._tail = Tail(redis, redis_prefix, tail_messages, tail_ttl_secs)
+        self._room_list = RoomList(redis, redis_prefix)
         self._impl: Store | None = None
         self._ready = asyncio.Event()
         self._starting: asyncio.Task[None] | None = None
@@ -91,7 +93,7 @@ class LayoutStore(Store):
             info = await self._db.command("buildInfo")
             layout = "blocks" if "ferretdbVersion" in info else "single"
         if layout == "blocks":
-            return FerretStore(self._db, self._tail)
+            return FerretStore(self._db, self._tail, self._room_list)
         return MongoStore(self._db)
 
     async def _store(self) -> Store:

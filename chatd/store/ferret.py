@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import time
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -36,10 +37,11 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from chatd.models import Message
+from chatd.models import Message, Room, utc_now
 from chatd.store import legacy
 from chatd.store.base import Appended, NewMessage, Outcome, mongo_errors
-from chatd.store.mongo import MongoStore
+from chatd.store.mongo import MongoStore, to_room
+from chatd.store.roomlist import RoomList
 from chatd.store.tail import Tail, encode
 
 log = logging.getLogger(__name__)
@@ -91,9 +93,10 @@ def merged(*runs: list[NewMessage]) -> list[NewMessage]:
 class FerretStore(MongoStore):
     layout = "blocks"
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], tail: Tail) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], tail: Tail, rooms: RoomList) -> None:
         super().__init__(db)
         self.tail = tail
+        self.room_list = rooms
         self._owner = f"{os.getpid()}-{ObjectId()}"
         self._archiver: asyncio.Task[None] | None = None
         self._blocks: dict[str, int] = {}  # room -> its highest archive block known to exist
@@ -143,7 +146,23 @@ class FerretStore(MongoStore):
         if created:
             # A new room is complete in its (empty) tail from the first seq.
             await self._tail_call(self.tail.warm(name, [], 0))
+            await self._tail_call(self.room_list.created(Room(name, utc_now(), None, 0)))
         return created
+
+    async def list_rooms(self, limit: int) -> list[Room]:
+        """From Redis; rebuilt from `rooms` when Redis has lost it (a scan, once)."""
+        complete = await self._tail_call(self.room_list.complete())
+        if complete is None:
+            return await super().list_rooms(limit)
+        if not complete:
+            async with mongo_errors("list rooms"):
+                docs = await self.rooms.find({}).to_list(None)
+            await self.room_list.fill([(to_room(d), d["last_activity"]) for d in docs])
+        return await self.room_list.newest(limit)
+
+    async def note_activity(self, room: str, seq: int, at: datetime) -> None:
+        await super().note_activity(room, seq, at)
+        await self._tail_call(self.room_list.active(room, seq, at, at))
 
     async def append(self, batch: list[NewMessage]) -> list[Appended]:
         answers = await super().append(batch)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import re
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any

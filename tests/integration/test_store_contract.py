@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from chatd.models import utc_now
 from chatd.store.base import NewMessage, Outcome, Store
 from chatd.store.ferret import FerretStore
 from chatd.store.mongo import MongoStore
+from chatd.store.roomlist import RoomList
 from chatd.store.tail import Tail
 from tests.conftest import Services
 
@@ -33,7 +35,7 @@ async def store(request: Any, services: Services) -> AsyncIterator[Store]:
     if request.param == "single":
         made = MongoStore(db)
     else:
-        made = FerretStore(db, Tail(redis, prefix, keep=100, ttl_secs=600))
+        made = FerretStore(db, Tail(redis, prefix, keep=100, ttl_secs=600), RoomList(redis, prefix))
     made.prefix = prefix  # type: ignore[attr-defined]
     made.redis = redis  # type: ignore[attr-defined]
     await made.prepare()
@@ -138,3 +140,18 @@ async def test_rooms_are_created_once(store, room):
     assert await store.open_room(room) is False
     assert await store.has_room(room)
     assert not await store.has_room(room + "-nope")
+
+
+async def test_room_list_is_most_recently_active_first_also_after_redis_forgets(store, room):
+    names = [f"{room}-{i}" for i in range(5)]
+    for name in names:
+        await store.open_room(name)
+    start = utc_now()
+    for i, name in enumerate([names[2], names[0], names[4]]):
+        await store.note_activity(name, i + 1, start + timedelta(seconds=1 + i))
+    listed = [r.name for r in await store.list_rooms(200) if r.name.startswith(room)]
+    assert listed[:3] == [names[4], names[0], names[2]]
+    assert set(listed) == set(names)
+    await forget_redis(store)
+    again = [r.name for r in await store.list_rooms(200) if r.name.startswith(room)]
+    assert again[:3] == [names[4], names[0], names[2]] and set(again) == set(names)
