@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +53,10 @@ ARCHIVE_LOCK_SECS = 30.0
 ARCHIVE_RETRY_SECS = 1.0
 ARCHIVE_BATCH = 100
 CLOSE_FLUSH_SECS = 1.0
+ROOM_DOC_EVERY_SECS = 600.0
+# Reads of a room whose tail is being trimmed at that very moment start again this often.
+TAIL_READ_ATTEMPTS = 4
+ROOM_DOCS_TRACKED = 100_000
 ARCHIVE_AFTER_SECS = 2.0
 # Messages left unarchived this long in Redis are taken by any worker: theirs has stopped.
 STALE_SECS = 10.0 + ARCHIVE_AFTER_SECS
@@ -106,6 +111,7 @@ class FerretStore(MongoStore):
         self._mine: dict[str, dict[int, NewMessage]] = {}
         self._since: dict[str, float] = {}  # room -> when its oldest entry in _mine came
         self._urgent = False  # archive everything in _mine at once: Redis lost or missed some
+        self._room_doc_written: dict[str, float] = {}
         self._epoch: bytes | None = None
 
     async def prepare(self) -> None:
@@ -161,8 +167,18 @@ class FerretStore(MongoStore):
         return await self.room_list.newest(limit)
 
     async def note_activity(self, room: str, seq: int, at: datetime) -> None:
-        await super().note_activity(room, seq, at)
+        """The list in Redis follows every message. The room's document, the copy a lost list
+        is rebuilt from, at most every ROOM_DOC_EVERY_SECS: an update on FerretDB scans all of
+        `rooms` while holding the database's write lock (60 ms with 1,200 rooms), and every
+        message insert waits behind it."""
         await self._tail_call(self.room_list.active(room, seq, at, at))
+        now = time.monotonic()
+        if now - self._room_doc_written.get(room, -ROOM_DOC_EVERY_SECS) < ROOM_DOC_EVERY_SECS:
+            return
+        if len(self._room_doc_written) >= ROOM_DOCS_TRACKED:
+            self._room_doc_written.clear()
+        self._room_doc_written[room] = now
+        await super().note_activity(room, seq, at)
 
     async def append(self, batch: list[NewMessage]) -> list[Appended]:
         answers = await super().append(batch)
@@ -368,27 +384,51 @@ class FerretStore(MongoStore):
             key=lambda m: m.seq,
         )
 
+    async def _read_tail(
+        self, room: str, read: Callable[[], Awaitable[tuple[int | None, list[NewMessage]]]]
+    ) -> tuple[int | None, list[NewMessage]]:
+        """`read` (a tail range with its floor), loading a cold tail first; floor None when
+        the tail cannot be trusted (then the entries are empty)."""
+        got = await self._tail_call(read())
+        if got is None:
+            return None, []
+        floor, entries = got
+        if floor is None:
+            if await self._floor(room) is None:
+                return None, []
+            got = await self._tail_call(read())
+            if got is None or got[0] is None:
+                return None, []
+            floor, entries = got
+        return floor, entries
+
     async def read_after(self, room: str, since: int, limit: int) -> tuple[list[Message], bool]:
         want = limit + 1
-        floor = await self._floor(room)
-        if floor is not None and since + 1 >= floor:
-            got = await self.tail.after(room, since, want)
-        else:
+        got: list[NewMessage] = []
+        for _ in range(TAIL_READ_ATTEMPTS):
+            floor, got = await self._read_tail(room, lambda: self.tail.after(room, since, want))
+            if floor is not None and since + 1 >= floor:
+                break  # the tail holds all of it
+            # Below the floor from the archive (and what this worker has not archived yet),
+            # then on from the floor in the tail, if the floor has not moved meanwhile: the
+            # archiver trims the tail only of what it archived, raising the floor past it.
             got = await self._archive_newer(room, since, want, floor)
             got = merged(got, self._pending(room, since + 1, floor))[:want]
-            if floor is not None and len(got) < want:
-                got = merged(got, await self.tail.after(room, floor - 1, want - len(got)))
+            if floor is None or len(got) >= want:
+                break
+            moved, fresh = await self.tail.after(room, floor - 1, want - len(got))
+            if moved == floor:
+                got = merged(got, fresh)[:want]
+                break
         return [m.stored() for m in got[:limit]], len(got) > limit
 
     async def read_before(
         self, room: str, before: int | None, limit: int
     ) -> tuple[list[Message], bool]:
         want = limit + 1
-        floor = await self._floor(room)
-        got: list[NewMessage] = []
-        if floor is not None:
-            # Only what the tail holds from `floor` up is known complete; below, the archive.
-            got = [m for m in await self.tail.before(room, before, want) if m.seq >= floor]
+        floor, got = await self._read_tail(room, lambda: self.tail.before(room, before, want))
+        # Only what the tail holds from `floor` up is known complete; below, the archive.
+        got = [m for m in got if floor is not None and m.seq >= floor]
         if len(got) < want and (floor is None or floor > 1):
             below = before if floor is None else min(floor, before or floor)
             older = await self._archive_older(room, below, want - len(got))

@@ -57,6 +57,19 @@ return oldest[2]
 """
 
 
+# A range of the tail with the floor it was read under, in one step: the archiver may trim the
+# tail (and raise the floor) at any moment, and a range read under an older floor would skip
+# what was trimmed.
+_AFTER = """
+local floor = redis.call('GET', KEYS[2])
+return {floor, redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])}
+"""
+_BEFORE = """
+local floor = redis.call('GET', KEYS[2])
+return {floor, redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT', 0, ARGV[2])}
+"""
+
+
 def encode(m: NewMessage) -> str:
     return json.dumps(
         {
@@ -87,6 +100,10 @@ def decode(room: str, raw: Any) -> NewMessage:
     )
 
 
+def _floor_of(raw: Any) -> int | None:
+    return None if raw is None else int(raw)
+
+
 class Tail:
     def __init__(self, redis: aioredis.Redis, prefix: str, keep: int, ttl_secs: int) -> None:
         self._redis = redis
@@ -95,6 +112,8 @@ class Tail:
         self._ttl = ttl_secs
         self._raise_floor = redis.register_script(_RAISE_FLOOR)
         self._archived = redis.register_script(_ARCHIVED)
+        self._after = redis.register_script(_AFTER)
+        self._before = redis.register_script(_BEFORE)
         self.due_key = f"{prefix}:archive_due"
 
     def _keys(self, room: str) -> tuple[str, str, str]:
@@ -135,19 +154,21 @@ class Tail:
         raised = await self._raise_floor(keys=[floor_key], args=[floor, self._ttl])
         return int(raised)
 
-    async def after(self, room: str, since: int, count: int) -> list[NewMessage]:
-        raw = await self._redis.zrangebyscore(
-            self._keys(room)[0], f"({since}", "+inf", start=0, num=count
-        )
-        return [decode(room, r) for r in raw]
+    async def after(self, room: str, since: int, count: int) -> tuple[int | None, list[NewMessage]]:
+        """The floor (None: cold) and up to `count` messages with seq > since, oldest first."""
+        tail, _, floor = self._keys(room)
+        got = await self._after(keys=[tail, floor], args=[f"({since}", count])
+        return _floor_of(got[0]), [decode(room, r) for r in got[1]]
 
-    async def before(self, room: str, before: int | None, count: int) -> list[NewMessage]:
-        """Oldest first: up to `count` newest messages with seq < before."""
+    async def before(
+        self, room: str, before: int | None, count: int
+    ) -> tuple[int | None, list[NewMessage]]:
+        """The floor (None: cold) and, oldest first, up to `count` newest messages with
+        seq < before."""
+        tail, _, floor = self._keys(room)
         top = "+inf" if before is None else f"({before}"
-        raw = await self._redis.zrevrangebyscore(
-            self._keys(room)[0], top, "-inf", start=0, num=count
-        )
-        return [decode(room, r) for r in reversed(raw)]
+        got = await self._before(keys=[tail, floor], args=[top, count])
+        return _floor_of(got[0]), [decode(room, r) for r in reversed(got[1])]
 
     async def newest_seq(self, room: str) -> int:
         found = await self._redis.zrevrange(self._keys(room)[0], 0, 0, withscores=True)
