@@ -36,12 +36,23 @@ setup_needed() {
   return 0
 }
 
-# Embedded Redis: loopback only; an append-only file (fsync every second) so a restart keeps
-# the FerretDB layout's hot tails and archive queue (MongoDB stays the source of truth);
-# pub/sub subscribers cut at 32 MB/8 MB for 60 s (docs/guarantees.md G9).
-exec_redis() { # port dir: replaces the calling (sub)shell with redis-server
+# The embedded Redis's password, made on first use (var/redis.password, readable by its owner
+# only): whoever can PUBLISH to the bus can push events to every client.
+redis_password() {
+  local file="$VAR/redis.password"
+  if [ ! -s "$file" ]; then
+    mkdir -p "$VAR"
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$file")
+  fi
+  cat "$file"
+}
+
+# Embedded Redis: loopback only, protected mode, a password; an append-only file (fsync every
+# second) so a restart keeps the FerretDB layout's hot tails and archive queue (MongoDB stays
+# the source of truth); pub/sub subscribers cut at 32 MB/8 MB for 60 s (docs/guarantees.md G9).
+exec_redis() { # port dir password: replaces the calling (sub)shell with redis-server
   exec redis-server --port "$1" --bind 127.0.0.1 --protected-mode yes --dir "$2" \
-    --save '' --appendonly yes --appendfsync everysec \
+    --requirepass "$3" --save '' --appendonly yes --appendfsync everysec \
     --client-output-buffer-limit "pubsub 32mb 8mb 60" --loglevel warning
 }
 
