@@ -65,7 +65,6 @@ class Chat:
     ) -> None:
         self._settings = settings
         self._store = store
-        self._seqs = seqs
         self._emit = emit
         self._metrics = metrics
         self._activity = RoomActivity(store)

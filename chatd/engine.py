@@ -158,7 +158,6 @@ class ByteQueue(asyncio.Queue[Any]):
     def _init(self, maxsize: int) -> None:
         super()._init(maxsize)
         self.bytes = 0
-        self.held: deque[Any] = deque()
 
     def _put(self, item: Any) -> None:
         self.bytes += _packet_bytes(item)

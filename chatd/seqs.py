@@ -122,11 +122,3 @@ class Seqs:
         self._local[room] = max(self._local.get(room, 0), seq + 1)
         with contextlib.suppress(RedisError, OSError):  # the local counter holds it meanwhile
             await self._raise(keys=[self._key(room)], args=[seq])
-
-    async def current(self, room: str) -> int | None:
-        """The room's last seq handed out, if Redis knows it."""
-        try:
-            value = await self._redis.get(self._key(room))
-        except (RedisError, OSError):
-            return None
-        return None if value is None else int(value)

@@ -86,12 +86,9 @@ class Writer:
         self._queue.append(pending)
         if self._runner is None or self._runner.done():
             self._runner = asyncio.get_running_loop().create_task(self._run())
-        try:
-            # Shielded: a sender that gives up does not take its message out of a batch.
-            return await asyncio.shield(pending.done)
-        finally:
-            if self._by_key.get((room, key)) is pending and pending.done.done():
-                del self._by_key[(room, key)]
+        # Shielded: a sender that gives up does not take its message out of a batch. The
+        # batch forgets the key once it is answered (_run).
+        return await asyncio.shield(pending.done)
 
     async def _run(self) -> None:
         while self._queue:

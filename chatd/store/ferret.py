@@ -41,12 +41,14 @@ from pymongo.errors import BulkWriteError
 from chatd.models import Message, Room, utc_now
 from chatd.store import legacy
 from chatd.store.base import Appended, NewMessage, Outcome, mongo_errors
-from chatd.store.mongo import MongoStore, to_room
+from chatd.store.mongo import MongoStore, message_doc, to_room
 from chatd.store.roomlist import RoomList
 from chatd.store.tail import Tail, encode
 
 log = logging.getLogger(__name__)
 
+# What a Redis call answers when Redis cannot be reached (None is a real answer: a cold tail).
+AWAY = object()
 ARCHIVE_IDLE_SECS = 0.2
 ARCHIVE_ROOMS_PER_PASS = 64
 ARCHIVE_LOCK_SECS = 30.0
@@ -63,17 +65,8 @@ STALE_SECS = 10.0 + ARCHIVE_AFTER_SECS
 
 
 def archive_doc(m: NewMessage) -> dict[str, Any]:
-    return {
-        "_id": f"{m.room}#{m.seq}",
-        "mid": m.id,
-        "room": m.room,
-        "seq": m.seq,
-        "user": m.user,
-        "message": m.text,
-        "timestamp": m.timestamp,
-        "client_id": m.client_id,
-        "client_key": m.client_key,
-    }
+    """The message as `messages` has it, keyed by room and seq, its id kept as `mid`."""
+    return {**message_doc(m), "_id": f"{m.room}#{m.seq}", "mid": m.id}
 
 
 def from_archive(doc: dict[str, Any]) -> NewMessage:
@@ -151,14 +144,14 @@ class FerretStore(MongoStore):
         created = await super().open_room(name)
         if created:
             # A new room is complete in its (empty) tail from the first seq.
-            await self._tail_call(self.tail.warm(name, [], 0))
-            await self._tail_call(self.room_list.created(Room(name, utc_now(), None, 0)))
+            await self._redis(self.tail.warm(name, [], 0))
+            await self._redis(self.room_list.created(Room(name, utc_now(), None, 0)))
         return created
 
     async def list_rooms(self, limit: int) -> list[Room]:
         """From Redis; rebuilt from `rooms` when Redis has lost it (a scan, once)."""
-        complete = await self._tail_call(self.room_list.complete())
-        if complete is None:
+        complete = await self._redis(self.room_list.complete())
+        if complete is AWAY:
             return await super().list_rooms(limit)
         if not complete:
             async with mongo_errors("list rooms"):
@@ -171,7 +164,7 @@ class FerretStore(MongoStore):
         is rebuilt from, at most every ROOM_DOC_EVERY_SECS: an update on FerretDB scans all of
         `rooms` while holding the database's write lock (60 ms with 1,200 rooms), and every
         message insert waits behind it."""
-        await self._tail_call(self.room_list.active(room, seq, at, at))
+        await self._redis(self.room_list.active(room, seq, at, at))
         now = time.monotonic()
         if now - self._room_doc_written.get(room, -ROOM_DOC_EVERY_SECS) < ROOM_DOC_EVERY_SECS:
             return
@@ -187,20 +180,19 @@ class FerretStore(MongoStore):
         for m in stored:
             self._mine.setdefault(m.room, {})[m.seq] = m
             self._since.setdefault(m.room, now)
-        if stored and await self._tail_call(self.tail.add(stored)) is None:
+        if stored and await self._redis(self.tail.add(stored)) is AWAY:
             # Redis is away: the tail goes cold (it is loaded from the archive when Redis is
             # back), so these must reach the archive now, not after ARCHIVE_AFTER_SECS.
             self._urgent = True
         return answers
 
-    async def _tail_call(self, call: Any) -> Any:
-        """The call's answer (True for one that answers nothing), or None if Redis is away."""
+    async def _redis(self, call: Awaitable[Any]) -> Any:
+        """The call's answer, or AWAY when Redis cannot be reached."""
         try:
-            answer = await call
+            return await call
         except Exception as exc:
             log.warning("hot tail unavailable (%s)", type(exc).__name__)
-            return None
-        return True if answer is None else answer
+            return AWAY
 
     # ---- the archive -----------------------------------------------------------------------
 
@@ -225,7 +217,7 @@ class FerretStore(MongoStore):
         insert costs FerretDB about as much for one message as for a hundred, and the tail
         serves reads meanwhile."""
         now = time.monotonic()
-        if await self._tail_call(self._check_epoch()) is None:
+        if await self._redis(self._check_epoch()) is AWAY:
             self._urgent = True
         urgent, self._urgent = self._urgent, False
         rooms = [
@@ -253,7 +245,7 @@ class FerretStore(MongoStore):
                 self._since[room] = now
             else:
                 del self._mine[room], self._since[room]
-            await self._tail_call(self.tail.archived(room, [encode(m).encode() for m in waiting]))
+            await self._redis(self.tail.archived(room, [encode(m).encode() for m in waiting]))
         return True
 
     async def _check_epoch(self) -> None:
@@ -360,12 +352,14 @@ class FerretStore(MongoStore):
         and trusted from its first message stored since (or above the archive's newest):
         below that, messages stored before Redis lost the tail may still be on their way to
         the archive."""
-        floor = await self._tail_call(self.tail.floor(room))
-        if floor is None:
+        floor = await self._redis(self.tail.floor(room))
+        if floor is AWAY:
             return None
-        if floor is not True:
+        if floor is not None:
             return int(floor)
-        since_lost = await self._tail_call(self.tail.all(room))
+        since_lost = await self._redis(self.tail.all(room))
+        if since_lost is AWAY:
+            return None
         newest = await self._archive_older(room, None, self.tail.keep)
         if since_lost:
             start = since_lost[0].seq
@@ -373,8 +367,8 @@ class FerretStore(MongoStore):
             start = newest[-1].seq + 1
         else:
             return None
-        warmed = await self._tail_call(self.tail.warm(room, newest, start))
-        return None if warmed is None else int(warmed)
+        warmed = await self._redis(self.tail.warm(room, newest, start))
+        return None if warmed is AWAY else int(warmed)
 
     def _pending(self, room: str, low: int, high: int | None) -> list[NewMessage]:
         """This worker's stored messages not yet archived, with low <= seq (< high)."""
@@ -389,15 +383,15 @@ class FerretStore(MongoStore):
     ) -> tuple[int | None, list[NewMessage]]:
         """`read` (a tail range with its floor), loading a cold tail first; floor None when
         the tail cannot be trusted (then the entries are empty)."""
-        got = await self._tail_call(read())
-        if got is None:
+        got = await self._redis(read())
+        if got is AWAY:
             return None, []
         floor, entries = got
         if floor is None:
             if await self._floor(room) is None:
                 return None, []
-            got = await self._tail_call(read())
-            if got is None or got[0] is None:
+            got = await self._redis(read())
+            if got is AWAY or got[0] is None:
                 return None, []
             floor, entries = got
         return floor, entries
@@ -437,8 +431,9 @@ class FerretStore(MongoStore):
         return [m.stored() for m in got[-limit:]], len(got) > limit
 
     async def find_by_client_key(self, room: str, client_key: str) -> Message | None:
-        recent: list[NewMessage] = await self._tail_call(self.tail.all(room)) or []
-        for m in reversed(recent):
+        recent = await self._redis(self.tail.all(room))
+        tail: list[NewMessage] = [] if recent is AWAY else recent
+        for m in reversed(tail):
             if m.client_key == client_key:
                 return m.stored()
         newest = await self._newest_block(room)
@@ -454,10 +449,11 @@ class FerretStore(MongoStore):
     async def max_seq(self, room: str) -> int:
         """From a warm tail when it has any message; else the archive and this worker's
         unarchived messages (all a worker can know without scanning `messages`)."""
-        floor = await self._tail_call(self.tail.floor(room))
-        tail_top = await self._tail_call(self.tail.newest_seq(room)) or 0
-        if floor not in (None, True) and tail_top:
-            return int(tail_top)
+        floor = await self._redis(self.tail.floor(room))
+        tail_top = await self._redis(self.tail.newest_seq(room))
+        tail_top = 0 if tail_top is AWAY else int(tail_top)
+        if floor is not AWAY and floor is not None and tail_top:
+            return tail_top
         newest = await self._archive_older(room, None, 1)
         mine = max(self._mine.get(room, {}), default=0)
-        return max(int(tail_top), newest[-1].seq if newest else 0, mine)
+        return max(tail_top, newest[-1].seq if newest else 0, mine)
