@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from socketio import AsyncRedisManager
 
+from chatd.engine import FastFanOut
 from chatd.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def channel_name(prefix: str) -> str:
     return f"{prefix}:socketio"
 
 
-class ChatRedisManager(AsyncRedisManager):  # type: ignore[misc]
+class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
     def __init__(self, url: str, prefix: str, metrics: Metrics) -> None:
         super().__init__(
             url=url,

@@ -32,9 +32,9 @@ import engineio.payload
 import orjson
 import socketio
 from engineio import packet as eio_packet
-from tornado.iostream import StreamBufferFullError
-from tornado.websocket import WebSocketClosedError
+from tornado.iostream import StreamClosedError
 
+from chatd import wsframe
 from chatd.origins import OriginPolicy
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,20 @@ def _packet_bytes(item: Any) -> int:
     return size
 
 
+def frame_of(pkt: Any) -> bytes:
+    """The WebSocket frame of a packet, built once: a broadcast hands the same packet object
+    to every member."""
+    framed: bytes | None = getattr(pkt, "chatd_frame", None)
+    if framed is None:
+        framed = pkt.chatd_frame = wsframe.frame(pkt.encode())
+    return framed
+
+
+PING = eio_packet.Packet(eio_packet.PING)
+NOOP = eio_packet.Packet(eio_packet.NOOP)
+PONG_PROBE_FRAME = wsframe.frame(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+
+
 class ByteQueue(asyncio.Queue[Any]):
     """An Engine.IO send queue that knows how many bytes it holds."""
 
@@ -175,7 +189,14 @@ class ByteQueue(asyncio.Queue[Any]):
 
 
 class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
-    """One Engine.IO session whose unsent output is bounded on every transport."""
+    """One Engine.IO session whose unsent output is bounded on every transport.
+
+    Over WebSocket there is no queue and no writer task: once the WebSocket carries the
+    session (`self.ws`), every packet is framed and written to the connection's stream where
+    it is sent, so a broadcast costs each member one buffer write and order is the order of
+    the calls. Tornado's write buffer, capped at `limits.outbuf_bytes`, is the bound. Pings
+    are timers, not tasks. Long-polling sessions keep Engine.IO's queue, bounded in bytes.
+    """
 
     def __init__(self, server: ChatEngine, sid: str) -> None:
         super().__init__(server, sid)
@@ -183,24 +204,137 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         self.cut = False
         self.polls = 0  # long-polling GETs in flight
         self.last_poll = time.monotonic()
+        self.ws: Any = None  # the SocketHandler carrying the session, once it does
+        self.ws_pending: Any = None  # a WebSocket between the upgrade's probe and its UPGRADE
+        self.probed = False
+        self.ping_timer: asyncio.TimerHandle | None = None
 
-    async def send(self, pkt: Any) -> None:
-        if self.cut:
+    def deliver(self, pkt: Any) -> None:
+        """Send one packet now, without waiting: written to the WebSocket, or queued for
+        the next poll."""
+        if self.cut or self.closed:
+            return
+        if self.ws is not None:
+            self.ws.write_frame(frame_of(pkt))
             return
         queue: ByteQueue = self.queue
         if queue.bytes + _packet_bytes(pkt) > self.server.outbuf_bytes:
             self.cut = True
             log.warning(
-                "slow consumer %s (%s): over %d bytes unsent, closing",
+                "slow consumer %s (polling): over %d bytes unsent, closing",
                 self.sid,
-                "websocket" if self.upgraded else "polling",
                 self.server.outbuf_bytes,
             )
-            # Not awaited here: send() runs inside event handlers of this very session, and
+            # Not awaited here: this runs inside event handlers of this very session, and
             # closing runs its disconnect handler, which waits for them.
             self.server.start_background_task(self._close_cut)
             return
-        await super().send(pkt)
+        queue.put_nowait(pkt)
+
+    async def send(self, pkt: Any) -> None:
+        if self.closed:
+            return
+        if self.ws is None and not await self.check_ping_timeout():
+            return
+        self.deliver(pkt)
+
+    def schedule_ping(self) -> None:
+        # Engine.IO sleeps in a task per session between pings; a timer is a fraction of it.
+        if self.last_ping:
+            self.last_ping = None
+            loop = asyncio.get_running_loop()
+            self.ping_timer = loop.call_later(self.server.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self.ping_timer = None
+        if not self.closing and not self.closed:
+            self.last_ping = time.time()
+            self.deliver(PING)
+
+    upgraded: bool
+    connected: bool
+    last_ping: float | None
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        """Engine.IO's WebSocket transport without its reader loop and writer task: the
+        handler passes each frame to `on_frame` as Tornado reads it, and writes go straight
+        to the stream. Returns at once; the connection lives on in the handler."""
+        handler = ws.tornado_handler
+        handler.sock = self
+        if self.connected:  # an upgrade from polling: the probe and UPGRADE come as frames
+            self.upgrading = True
+            self.ws_pending = handler
+            return
+        self.connected = True
+        self._carry(handler)
+
+    def _carry(self, handler: Any) -> None:
+        """From now on the WebSocket carries the session. What the polling transport still
+        holds is written first, in order."""
+        self.upgraded = True
+        self.upgrading = False
+        self.ws_pending = None
+        queue: ByteQueue = self.queue
+        while not queue.empty():
+            pkt = queue.get_nowait()
+            queue.task_done()
+            if pkt is not None:
+                handler.write_frame(frame_of(pkt))
+        if self.polls:  # a long-poll still waiting is answered, not left to time out
+            queue.put_nowait(NOOP)
+        self.ws = handler
+
+    async def on_frame(self, handler: Any, message: str | bytes) -> None:
+        if handler is self.ws_pending:
+            self._upgrade_step(handler, message)
+            return
+        if handler is not self.ws:
+            return
+        try:
+            await self.receive(eio_packet.Packet(encoded_packet=message))
+        except engineio.exceptions.SocketIsClosedError:
+            handler.close()
+        except engineio.exceptions.UnknownPacketError:
+            refused("packet no client sends", self.sid, message[:32])
+            handler.close(1002, "protocol error")
+
+    def _upgrade_step(self, handler: Any, message: str | bytes) -> None:
+        if not self.probed and message == "2probe":
+            self.probed = True
+            handler.write_frame(PONG_PROBE_FRAME)
+            self.deliver(NOOP)  # ends the long-poll in flight; the client then sends UPGRADE
+        elif self.probed and message == "5":
+            self._carry(handler)
+        else:
+            refused("failed WebSocket upgrade", self.sid, message[:32])
+            self._upgrade_failed(handler)
+            handler.close(1002, "protocol error")
+
+    def _upgrade_failed(self, handler: Any) -> None:
+        if handler is self.ws_pending:
+            self.ws_pending = None
+            self.upgrading = False
+            self.probed = False
+
+    def transport_closed(self, handler: Any) -> None:
+        """The WebSocket went away (either side closed it, or its stream failed)."""
+        if handler is self.ws_pending:
+            self._upgrade_failed(handler)  # the session goes on polling
+        elif handler is self.ws:
+            self.server.start_background_task(self._transport_closed)
+
+    async def _transport_closed(self) -> None:
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        if self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]
+
+    def end_transport(self) -> None:
+        """Close the connection now, not at the next heartbeat."""
+        handler = self.ws or self.ws_pending
+        if handler is not None:
+            handler.close()
+        else:
+            self.queue.put_nowait(None)  # ends a waiting long-poll
 
     async def _close_cut(self) -> None:
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
@@ -256,7 +390,14 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         # Waiting means waiting for the send queue to drain, which never happens on a polling
         # client that has stopped polling: its request, and its memory, would hang forever.
-        await super().close(wait=wait and self.upgraded, abort=abort, reason=reason)
+        # Over WebSocket nothing is queued: the CLOSE packet is written before the socket
+        # closes.
+        if self.ping_timer is not None:
+            self.ping_timer.cancel()
+            self.ping_timer = None
+        await super().close(wait=False, abort=abort, reason=reason)
+        if self.ws is not None:
+            self.ws.close()
 
     async def handle_get_request(self, environ: dict[str, Any]) -> Any:
         self.polls += 1
@@ -382,9 +523,54 @@ class ChatServer(socketio.AsyncServer):  # type: ignore[misc]
         # wait=False: waiting for the send queue to drain hangs on a polling client that does
         # not poll.
         await sock.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
-        # Engine.IO only queues a CLOSE packet; ending the queue makes the WebSocket writer
-        # close the connection now, not at the next heartbeat.
-        sock.queue.put_nowait(None)
+        sock.end_transport()
+
+
+class FastFanOut(socketio.AsyncManager):  # type: ignore[misc]
+    """Local delivery of an emit: encoded and framed once, handed to every member's socket
+    in one loop, with no task per recipient.
+
+    Stock python-socketio starts a task per recipient, each of which queues the packet for
+    the recipient's writer task. Mixed in under a pub/sub manager
+    (`class M(AsyncRedisManager, FastFanOut)`), this is the `emit` its `super()` calls reach,
+    both for what the bus brings and for `ignore_queue` emits.
+    """
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        if isinstance(data, tuple):
+            args = list(data)
+        elif data is not None:
+            args = [data]
+        else:
+            args = []
+        if callback is not None or socketio.packet.Packet.data_is_binary(args):
+            await super().emit(event, data, namespace, room, skip_sid, callback, **kwargs)
+            return
+        if namespace not in self.rooms:
+            return
+        encoded = self.server.packet_class(
+            socketio.packet.EVENT, namespace=namespace, data=[event, *args]
+        ).encode()
+        pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        sockets = self.server.eio.sockets
+        for sid, eio_sid in self.get_participants(namespace, room):
+            if sid in skip:
+                continue
+            sock = sockets.get(eio_sid)
+            if sock is not None:
+                sock.deliver(pkt)
 
 
 def make_server(
@@ -416,17 +602,17 @@ def make_server(
     return sio
 
 
-def _retrieve_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) -> type[Any]:
     """The Tornado handler of /socket.io/."""
     base: type[Any] = socketio.get_tornado_handler(sio)
     engine: ChatEngine = sio.eio
 
     class SocketHandler(base):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.receive_queue = None  # frames go to the session as they are read
+            self.sock: ChatSocket | None = None
+
         def prepare(self) -> None:
             # Before Engine.IO and before Tornado's own WebSocket origin check, which skips
             # requests claiming `Sec-Fetch-Site: same-origin` and compares case-insensitively.
@@ -448,32 +634,33 @@ def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) ->
             await super().get(*args, **kwargs)
 
         async def open(self, *args: Any, **kwargs: Any) -> None:
-            # Tornado's write buffer is unbounded and Engine.IO ignores flow control, so a
-            # client that stops reading would grow the worker by the room's whole traffic
-            # until the ping timeout. Cap it and cut the client.
+            # Tornado's write buffer is unbounded, so a client that stops reading would grow
+            # the worker by the room's whole traffic until the ping timeout. Capped, it is
+            # cut (`write_frame`).
             if self.ws_connection is not None:
                 self.ws_connection.stream.max_write_buffer_size = outbuf_bytes
             # Without TCP_NODELAY an ack written right after a broadcast waits for the client's
             # delayed ACK: about 40 ms on every sequential send.
             self.set_nodelay(True)
-            await super().open(*args, **kwargs)
+            # Engine.IO's handler starts a task for this; it returns as soon as the session is
+            # taken (ChatSocket._websocket_handler), and Tornado holds frames until it has.
+            await engine.handle_request(self)
 
-        def write_message(self, message: Any, binary: bool = False) -> Any:
+        def write_frame(self, data: bytes) -> None:
+            connection = self.ws_connection
+            if connection is None or connection.is_closing():
+                return
             try:
-                sent = super().write_message(message, binary=binary)
-            except StreamBufferFullError:
+                wsframe.write(connection.stream, data)
+            except wsframe.SlowConsumer:
                 log.warning(
-                    "slow consumer from %s: over %d bytes unsent, closing",
+                    "slow consumer %s from %s: over %d bytes unsent, closing",
+                    self.sock.sid if self.sock is not None else "-",
                     self.request.remote_ip,
                     outbuf_bytes,
                 )
-                if self.ws_connection is not None:
-                    self.ws_connection.stream.close()
-                raise WebSocketClosedError() from None
-            # Engine.IO drops this future; without a reader, every write pending when a client
-            # goes away would log "Task exception was never retrieved".
-            sent.add_done_callback(_retrieve_exception)
-            return sent
+            except StreamClosedError:
+                pass  # on_close follows
 
         async def on_message(self, message: str | bytes) -> None:
             problem = malformed_frame(message)
@@ -481,7 +668,19 @@ def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) ->
                 refused(problem, self.get_query_argument("sid", "-") or "-", message[:32])
                 self.close(1002, "protocol error")
                 return
-            await super().on_message(message)
+            if self.sock is None:  # Engine.IO refused the session in open()
+                self.close(1011, "no session")
+                return
+            # Awaited by Tornado before it reads the next frame: a client that sends faster
+            # than its packets are handled is read more slowly, not buffered.
+            await self.sock.on_frame(self, message)
+
+        async def get_next_message(self) -> Any:
+            raise RuntimeError("frames go to ChatSocket.on_frame")
+
+        def on_close(self) -> None:
+            if self.sock is not None:
+                self.sock.transport_closed(self)
 
         def check_origin(self, origin: str) -> bool:
             return origins.allows(origin, self.request.host)

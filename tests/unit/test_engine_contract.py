@@ -7,12 +7,15 @@ import asyncio
 import inspect
 
 import engineio
+import engineio.async_drivers.tornado
 import engineio.async_socket
 import engineio.payload
 import socketio
+import socketio.async_pubsub_manager
+import tornado.iostream
 import tornado.websocket
 
-from chatd import engine
+from chatd import engine, wsframe
 from chatd.origins import OriginPolicy
 
 
@@ -91,9 +94,60 @@ def test_socketio_dispatch_internals_exist_and_reserve_connect_and_disconnect():
 def test_tornado_handler_factory_and_websocket_hooks_exist():
     handler = socketio.get_tornado_handler(make())
     assert issubclass(handler, tornado.websocket.WebSocketHandler)
-    for name in ("get", "open", "on_message", "write_message", "check_origin", "prepare"):
+    for name in ("get", "open", "on_message", "on_close", "check_origin", "prepare"):
         assert callable(getattr(handler, name)), name
     assert params(tornado.websocket.WebSocketHandler.get_compression_options) == ["self"]
+    # SocketHandler.open awaits Engine.IO itself instead of the task the stock handler starts.
+    assert "ensure_future(engineio_server.handle_request(self))" in inspect.getsource(handler.open)
+    assert callable(engineio.AsyncServer.handle_request)
+
+
+def test_engineio_websocket_transport_hooks_chatsocket_replaces_exist():
+    base = engineio.async_socket.AsyncSocket
+    assert params(base._websocket_handler) == ["self", "ws"]
+    assert params(base.schedule_ping) == ["self"]
+    # The upgrade hands our handler to the async driver's WebSocket wrapper, which names the
+    # Tornado handler `tornado_handler` before calling it.
+    assert "self._websocket_handler" in inspect.getsource(base._upgrade_websocket)
+    wrapper = engineio.async_drivers.tornado.WebSocket
+    assert "self.tornado_handler = environ['tornado.handler']" in inspect.getsource(wrapper)
+    # A PONG reschedules the ping; an UPGRADE is answered with a NOOP.
+    assert "self.schedule_ping()" in inspect.getsource(base.receive)
+
+
+def test_socketio_pubsub_local_delivery_reaches_fast_fan_out():
+    from chatd.bus import ChatRedisManager
+
+    pubsub = socketio.async_pubsub_manager.AsyncPubSubManager
+    mro = ChatRedisManager.__mro__
+    assert mro.index(pubsub) < mro.index(engine.FastFanOut) < mro.index(socketio.AsyncManager)
+    source = inspect.getsource(pubsub)
+    assert "return await super().emit(" in source  # ignore_queue
+    assert "await super().emit(message['event']" in source  # what the bus brings
+    assert params(socketio.AsyncManager.emit)[:8] == [
+        "self", "event", "data", "namespace", "room", "skip_sid", "callback", "to"
+    ]  # fmt: skip
+    assert params(socketio.AsyncManager.get_participants) == ["self", "namespace", "room"]
+
+
+def test_websocket_frames_match_what_tornado_writes():
+    for size in (0, 5, 125, 126, 65_535, 65_536):
+        text = "x" * size
+        head = wsframe.frame(text)[: -size or None]
+        assert head[0] == 0x81
+        if size < 126:
+            assert head[1] == size
+        elif size <= 0xFFFF:
+            assert head[1] == 126 and int.from_bytes(head[2:4], "big") == size
+        else:
+            assert head[1] == 127 and int.from_bytes(head[2:10], "big") == size
+    assert wsframe.frame(b"\x01")[0] == 0x82
+    for name in ("writing", "closed", "write", "close"):
+        assert callable(getattr(tornado.iostream.IOStream, name)), name
+    assert callable(tornado.websocket.WebSocketProtocol.is_closing)
+    packet = engineio.packet.Packet(engineio.packet.MESSAGE, '2["chatMessage",{}]')
+    assert engine.frame_of(packet) == wsframe.frame('42["chatMessage",{}]')
+    assert engine.frame_of(packet) is engine.frame_of(packet)
 
 
 def test_frames_no_client_sends_are_recognised_before_decoding():
