@@ -160,6 +160,7 @@ async def serve(settings: Settings) -> None:
     worker.sio.manager_initialized = True
     worker.manager.initialize()
     tune_gc()
+    worker.metrics.watch_gc()
     worker.presence.start()
     await worker.store.start()
     log.info("%s", startup_line(settings))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections import deque
@@ -31,6 +32,7 @@ import engineio.async_socket
 import engineio.payload
 import orjson
 import socketio
+import tornado.websocket
 from engineio import packet as eio_packet
 from tornado.iostream import StreamClosedError
 
@@ -50,6 +52,9 @@ RESERVED_EVENTS = frozenset(
     {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
 )
 LOG_LINE_MAX_CHARS = 200
+PING_TICK_SECS = 1.0
+# What `sio.get_environ(sid)` and the connect handler see of the handshake request.
+KEPT_ENVIRON = ("REQUEST_METHOD", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN", "tornado.handler")
 SID_RANDOM_BYTES = 16
 # Protocol refusals logged per worker per LOG_WINDOW_SECS; beyond that they are only counted,
 # so a flood of bad clients cannot flood the log.
@@ -198,16 +203,28 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
     are timers, not tasks. Long-polling sessions keep Engine.IO's queue, bounded in bytes.
     """
 
+    _queue: ByteQueue | None = None
+
     def __init__(self, server: ChatEngine, sid: str) -> None:
         super().__init__(server, sid)
-        self.queue = ByteQueue()
         self.cut = False
         self.polls = 0  # long-polling GETs in flight
         self.last_poll = time.monotonic()
         self.ws: Any = None  # the SocketHandler carrying the session, once it does
         self.ws_pending: Any = None  # a WebSocket between the upgrade's probe and its UPGRADE
         self.probed = False
-        self.ping_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def queue(self) -> ByteQueue:
+        """The long-polling transport's queue, made when first used: a session the WebSocket
+        carries has none."""
+        if self._queue is None:
+            self._queue = ByteQueue()
+        return self._queue
+
+    @queue.setter
+    def queue(self, _: Any) -> None:
+        self._queue = None  # Engine.IO's own, unbounded one is not used
 
     def deliver(self, pkt: Any) -> None:
         """Send one packet now, without waiting: written to the WebSocket, or queued for
@@ -239,14 +256,13 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         self.deliver(pkt)
 
     def schedule_ping(self) -> None:
-        # Engine.IO sleeps in a task per session between pings; a timer is a fraction of it.
+        # Engine.IO sleeps in a task per session between pings; the server's wheel holds a
+        # reference instead.
         if self.last_ping:
             self.last_ping = None
-            loop = asyncio.get_running_loop()
-            self.ping_timer = loop.call_later(self.server.ping_interval, self._ping)
+            self.server.pings.add(self, self.server.ping_interval)
 
-    def _ping(self) -> None:
-        self.ping_timer = None
+    def ping_due(self) -> None:
         if not self.closing and not self.closed:
             self.last_ping = time.time()
             self.deliver(PING)
@@ -282,6 +298,8 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
                 handler.write_frame(frame_of(pkt))
         if self.polls:  # a long-poll still waiting is answered, not left to time out
             queue.put_nowait(NOOP)
+        else:
+            self._queue = None
         self.ws = handler
 
     async def on_frame(self, handler: Any, message: str | bytes) -> None:
@@ -392,14 +410,13 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         # client that has stopped polling: its request, and its memory, would hang forever.
         # Over WebSocket nothing is queued: the CLOSE packet is written before the socket
         # closes.
-        if self.ping_timer is not None:
-            self.ping_timer.cancel()
-            self.ping_timer = None
         await super().close(wait=False, abort=abort, reason=reason)
         if self.ws is not None:
             self.ws.close()
 
     async def handle_get_request(self, environ: dict[str, Any]) -> Any:
+        if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            return await super().handle_get_request(environ)  # the WebSocket, not a poll
         self.polls += 1
         try:
             return await super().handle_get_request(environ)
@@ -419,8 +436,36 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         return bool(await super().check_ping_timeout())
 
 
+class PingWheel:
+    """Sends each session its next PING when due, to the second: one timer for the server
+    instead of a sleeping task (or a timer) per session."""
+
+    def __init__(self) -> None:
+        self._due: dict[int, list[ChatSocket]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, sock: ChatSocket, delay: float) -> None:
+        slot = math.ceil(time.monotonic() + delay)
+        self._due.setdefault(slot, []).append(sock)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(PING_TICK_SECS, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        for slot in [slot for slot in self._due if slot <= now]:
+            for sock in self._due.pop(slot):
+                sock.ping_due()
+        if self._due:
+            self._timer = asyncio.get_running_loop().call_later(PING_TICK_SECS, self._tick)
+
+
 class ChatEngine(engineio.AsyncServer):  # type: ignore[misc]
     """Engine.IO server making ChatSockets, with unguessable session ids."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pings = PingWheel()
 
     start_service_task: bool
     sid_prefix = ""
@@ -492,6 +537,13 @@ class ChatServer(socketio.AsyncServer):  # type: ignore[misc]
 
     def _engineio_server_class(self) -> type[ChatEngine]:
         return ChatEngine
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        # Socket.IO keeps the environ of every connection for its lifetime; the whole of it
+        # (every header, and a class the Tornado driver makes per request) is ~4 KB. The
+        # request stays reachable through its handler.
+        kept = {key: environ[key] for key in KEPT_ENVIRON if key in environ}
+        await super()._handle_eio_connect(eio_sid, kept)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         # Binary packets are refused: the chat protocol is JSON only.
@@ -631,6 +683,10 @@ def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) ->
                     self.set_status(400)
                     self.finish(refusal)
                     return
+                # Tornado's, not the Engine.IO handler's wrapper of it: this coroutine lives as
+                # long as the connection, and each layer of it costs every connection memory.
+                await tornado.websocket.WebSocketHandler.get(self, *args, **kwargs)
+                return
             await super().get(*args, **kwargs)
 
         async def open(self, *args: Any, **kwargs: Any) -> None:

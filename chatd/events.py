@@ -38,7 +38,7 @@ PRESENCE_INTERVAL_SECS = 0.5
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Session:
     address: str
     messages: TokenBucket

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Socket events take from well under a millisecond (typing) to a MongoDB round trip.
 EVENT_BUCKETS_SECS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+GC_BUCKETS_SECS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 class Metrics:
@@ -58,6 +62,27 @@ class Metrics:
             buckets=EVENT_BUCKETS_SECS,
             registry=self.registry,
         )
+
+        self.gc_pause_seconds = Histogram(
+            "chatd_gc_pause_seconds",
+            "Pauses of the cyclic garbage collector, by generation",
+            ["generation"],
+            buckets=GC_BUCKETS_SECS,
+            registry=self.registry,
+        )
+
+    def watch_gc(self) -> None:
+        """Time every collection: its pauses stop every connection of the worker at once."""
+        started = [0.0]
+        pauses = [self.gc_pause_seconds.labels(generation=str(g)) for g in range(3)]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(on_gc)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,6 +6,8 @@ import time
 
 
 class TokenBucket:
+    __slots__ = ("_capacity", "_rate_per_sec", "_stamp", "_tokens")  # three per connection
+
     def __init__(self, burst: int, per_minute: int) -> None:
         self._capacity = float(burst)
         self._tokens = float(burst)

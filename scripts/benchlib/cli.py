@@ -82,6 +82,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="send a client_id with each message, as a client that retries does (costs the "
         "server one more MongoDB query per message)",
     )
+    p.add_argument(
+        "--stack",
+        choices=("chatd", "node"),
+        default="chatd",
+        help="what the targets run: chatd, or the brief's Node stack (no acks, no seq: loss "
+        "and order are checked per sender by a counter in each message)",
+    )
     p.add_argument("--json", metavar="OUT", help="also write the full report as JSON")
     p.add_argument(
         "--worker-pids", help="comma list; default: processes listening on the target ports"

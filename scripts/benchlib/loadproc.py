@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from benchlib.guard import raise_fd_limit
-from benchlib.member import Member
+from benchlib.member import Member, NodeMember, node_key
 from benchlib.plan import ClientSpec, PhaseSpec, ProcPlan
 from benchlib.sio import SioClient, SioError
 
@@ -59,7 +59,9 @@ class Load:
         self.plan = plan
         self.conn = conn
         self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        self.members: dict[int, Member] = {}
+        self.members: dict[int, Member | NodeMember] = {}
+        self.node = plan.stack == "node"
+        self.histories: dict[int, asyncio.Future[None]] = {}  # node: a join is done at its history
         self.clients: dict[int, SioClient] = {}
         self.phase: Phase | None = None
         self.disconnects = 0
@@ -92,10 +94,24 @@ class Load:
         members = self.members
 
         def on_event(name: str, data: Any, recv_ns: int) -> None:
+            if name == "chat-history" and index in self.histories:
+                waiter = self.histories.pop(index)
+                if not waiter.done():
+                    waiter.set_result(None)
             if name != "chatMessage" or self.phase is None:
                 return
             member = members.get(index)
-            if member is None or not member.receive(data["seq"]):
+            if member is None:
+                return
+            text: str = data["message"]
+            if self.node:
+                if not text.startswith("t="):
+                    return
+                fields = dict(part.split("=", 1) for part in text.split("|"))
+                key = node_key(int(fields["c"]), int(fields["n"]))
+            else:
+                key = data["seq"]
+            if not member.receive(key):
                 return
             phase = self.phase
             phase.delivered += 1
@@ -103,7 +119,6 @@ class Load:
                 phase.complete.set()
             if phase.win_start <= recv_ns < phase.win_end:
                 phase.delivered_window += 1
-            text: str = data["message"]
             if text.startswith("t="):
                 sent_ns = int(text[2 : text.index("|")])
                 if phase.win_start <= sent_ns < phase.win_end:
@@ -143,6 +158,9 @@ class Load:
         """Join like a real client: retry a refused or timed-out join with backoff, and
         count the retries (the server's join path is part of what is measured)."""
         payload = {"username": f"b{self.plan.run_id}-{spec.index}", "room": room}
+        if self.node:
+            await self._join_node(client, spec, payload)
+            return
         for attempt in range(JOIN_ATTEMPTS):
             if attempt:
                 self.join_retries += 1
@@ -162,6 +180,17 @@ class Load:
             if outcome not in ("unavailable", "internal", "rate_limited"):
                 break
         self.connect_errors[f"join: {outcome}"] += 1
+
+    async def _join_node(self, client: SioClient, spec: ClientSpec, payload: dict[str, Any]):
+        waiter = self.histories[spec.index] = asyncio.get_running_loop().create_future()
+        try:
+            await client.emit("joinRoom", payload)
+            await asyncio.wait_for(waiter, JOIN_TIMEOUT_SECS)
+        except (TimeoutError, SioError) as exc:
+            self.histories.pop(spec.index, None)
+            self.connect_errors[f"join: {type(exc).__name__}"] += 1
+            return
+        self.members[spec.index] = NodeMember(payload["room"])
 
     async def connect_all(self, session: aiohttp.ClientSession) -> dict[str, Any]:
         started = time.monotonic()
@@ -194,6 +223,17 @@ class Load:
         in_window = phase.win_start <= sent_ns < phase.win_end
         phase.sent += 1
         phase.sent_window += in_window
+        assert spec.room is not None
+        if self.node:  # no acks: a send is done once written, and expected by every member
+            try:
+                await client.emit("chatMessage", payload)
+            except SioError:
+                phase.errors["send_failed"] += 1
+                return
+            phase.acked += 1
+            phase.acked_window += in_window
+            phase.acked_seqs.setdefault(spec.room, []).append(node_key(spec.index, n))
+            return
         try:
             ack = await client.call("chatMessage", payload, phase.spec.ack_timeout_secs)
         except TimeoutError:
@@ -210,7 +250,6 @@ class Load:
         if in_window:
             phase.acked_window += 1
             phase.ack_us.append((time.time_ns() - sent_ns) // 1000)
-        assert spec.room is not None
         phase.acked_seqs.setdefault(spec.room, []).append(int(ack["seq"]))
 
     async def _sender(self, spec: ClientSpec, phase: Phase, pending: set[asyncio.Task[None]]):

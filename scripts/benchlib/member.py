@@ -46,3 +46,43 @@ class Member:
             if index >= 0 and (index >= size or not counts[index]):
                 lost += 1
         return lost
+
+
+SENDER_SHIFT = 20  # a NodeMember key is sender << SENDER_SHIFT | that sender's counter
+
+
+def node_key(sender: int, n: int) -> int:
+    return sender << SENDER_SHIFT | n
+
+
+class NodeMember:
+    """A member of a room on a stack without seqs: one Member-like counter per sender, keyed
+    by the counter each sender puts in its messages; order is checked per sender."""
+
+    __slots__ = ("duplicates", "out_of_order", "room", "senders")
+
+    def __init__(self, room: str) -> None:
+        self.room = room
+        self.senders: dict[int, Member] = {}
+        self.duplicates = 0
+        self.out_of_order = 0
+
+    def receive(self, key: int) -> bool:
+        sender = key >> SENDER_SHIFT
+        member = self.senders.get(sender)
+        if member is None:
+            member = self.senders[sender] = Member(self.room, -1)
+        dups, ooo = member.duplicates, member.out_of_order
+        first = member.receive(key & ((1 << SENDER_SHIFT) - 1))
+        self.duplicates += member.duplicates - dups
+        self.out_of_order += member.out_of_order - ooo
+        return first
+
+    def missing(self, expected: Iterable[int]) -> int:
+        lost = 0
+        for key in expected:
+            member = self.senders.get(key >> SENDER_SHIFT)
+            n = key & ((1 << SENDER_SHIFT) - 1)
+            if member is None or member.missing((n,)):
+                lost += 1
+        return lost

@@ -19,6 +19,9 @@ class ProcPlan:
     clients: list[ClientSpec]
     deflate: bool
     client_id: bool
+    # "chatd", or "node": the brief's Node stack, which answers no acks and has no seq; a
+    # send then counts as done once written, and each member checks every sender's counter.
+    stack: str
     connect_concurrency: int
     join_concurrency: int
     connect_timeout: float

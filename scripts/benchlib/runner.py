@@ -63,6 +63,7 @@ def fleet(args: argparse.Namespace, specs: list[ClientSpec]) -> Iterator[tuple[F
         args.deadline,
         deflate=args.deflate,
         client_id=args.client_id,
+        stack=args.stack,
         connect_concurrency=args.connect_concurrency,
         join_concurrency=args.join_concurrency,
         connect_timeout=args.connect_timeout,

@@ -504,7 +504,10 @@ async def test_seq_is_not_reused_after_every_redis_key_is_deleted(server, client
         keys = list(r.scan_iter(f"{services.redis_prefix}:*"))
         assert keys, "expected presence keys under the run's prefix"
         r.delete(*keys)
-        assert list(r.scan_iter(f"{services.redis_prefix}:*")) == []
+        # The worker's own loops may write a key or two again at once (the epoch, presence);
+        # what this is about is the room's seq counter and hot tail being gone.
+        left = [k for k in r.scan_iter(f"{services.redis_prefix}:*") if b":presence:" not in k]
+        assert all(room.encode() not in k for k in left), left
     finally:
         r.close()
     after = await ann.send(room, "three")

@@ -321,6 +321,9 @@ async def test_metrics_expose_clients_messages_event_times_and_bus_listener(
     assert "# TYPE chatd_messages_total counter" in text
     assert "# TYPE chatd_event_seconds histogram" in text
     assert "# TYPE chatd_bus_listener_up gauge" in text
+    assert "# TYPE chatd_gc_pause_seconds histogram" in text
+    for generation in "012":  # every collection is timed, from start-up on
+        assert metric(text, "chatd_gc_pause_seconds_count", f'generation="{generation}"') >= 0
     assert metric(text, "chatd_connected_clients") == 0
     assert metric(text, "chatd_messages_total") == 0
     assert metric(text, "chatd_bus_listener_up") == 1

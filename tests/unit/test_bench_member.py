@@ -1,0 +1,28 @@
+"""The load generator's per-member bookkeeping for stacks without seqs: loss, duplicates and
+order per sender, from the counter each sender writes into its messages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from benchlib.member import NodeMember, node_key
+
+
+def test_every_message_of_every_sender_received_once_in_order_counts_nothing():
+    member = NodeMember("r")
+    sent = [node_key(sender, n) for n in range(50) for sender in (3, 7, 900)]
+    assert all(member.receive(key) for key in sent)
+    assert (member.missing(sent), member.duplicates, member.out_of_order) == (0, 0, 0)
+
+
+def test_loss_duplicates_and_reordering_are_counted_per_sender():
+    member = NodeMember("r")
+    for key in (node_key(1, 0), node_key(2, 0), node_key(1, 2), node_key(1, 1), node_key(2, 0)):
+        member.receive(key)
+    expected = [node_key(1, n) for n in range(4)] + [node_key(2, 0), node_key(3, 0)]
+    assert member.missing(expected) == 2  # 1:3 and all of sender 3
+    assert member.duplicates == 1
+    assert member.out_of_order == 1  # 1:1 after 1:2; 2:0 then 1:2 is not an inversion
