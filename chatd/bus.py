@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from socketio import AsyncRedisManager
 
 from chatd.engine import FastFanOut
+from chatd.follows import Follows
 from chatd.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ RECONNECT_MIN_SECS = 0.1
 RECONNECT_MAX_SECS = 1.0
 REDIS_SOCKET_TIMEOUT_SECS = 2.0
 PRESENCE_POOL_SIZE = 32
+# How long a join waits for Redis to confirm its room's subscription before reading history.
+FOLLOW_WAIT_SECS = 2.0
+# Rooms left empty by disconnects are unsubscribed this long after the first of them.
+SWEEP_SECS = 2.0
 
 
 def channel_name(prefix: str) -> str:
@@ -41,7 +46,15 @@ def channel_name(prefix: str) -> str:
 
 
 class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
-    def __init__(self, url: str, prefix: str, metrics: Metrics) -> None:
+    """python-socketio's Redis manager with per-room channels.
+
+    A broadcast to a room whose name starts with `room_prefix` is published on that room's
+    own channel; everything else (cross-worker disconnects and room changes, broadcasts to
+    everyone) on the main channel. A worker subscribes to a room's channel while the room has
+    members on it (`chatd/follows.py`), so it receives only its rooms' traffic.
+    """
+
+    def __init__(self, url: str, prefix: str, metrics: Metrics, room_prefix: str) -> None:
         super().__init__(
             url=url,
             channel=channel_name(prefix),
@@ -49,26 +62,102 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         )
         self._metrics = metrics
         self._url = url
-        self._queue: asyncio.Queue[tuple[float, str]] | None = None
+        self._room_prefix = room_prefix
+        self._follows = Follows()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._queue: asyncio.Queue[tuple[float, str, str]] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._publisher_redis: aioredis.Redis | None = None
         self.listener_up = False
+
+    def room_channel(self, room: str) -> str:
+        return f"{self.channel}:{room}"
+
+    def _channel_for(self, data: dict[str, Any]) -> str:
+        room = data.get("room")
+        emit = data.get("method") == "emit"
+        if emit and isinstance(room, str) and room.startswith(self._room_prefix):
+            return self.room_channel(room)
+        return str(self.channel)
 
     async def _publish(self, data: Any) -> None:
         if self._queue is None:
             self._queue = asyncio.Queue(PUBLISH_QUEUE_MAX)
             self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
         try:
-            self._queue.put_nowait((time.monotonic(), self.json.dumps(data)))
+            self._queue.put_nowait(
+                (time.monotonic(), self._channel_for(data), self.json.dumps(data))
+            )
         except asyncio.QueueFull:
             self._metrics.bus_dropped.inc()
             log.warning("bus publish queue full (%d): dropped one publish", PUBLISH_QUEUE_MAX)
+
+    # -- following rooms ----------------------------------------------------------------------
+    async def enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:
+        await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if isinstance(room, str) and room.startswith(self._room_prefix):
+            await self._follow(room)
+
+    async def leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        await super().leave_room(sid, namespace, room)
+        await self._unfollow_if_empty(namespace, room)
+
+    async def disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        await super().disconnect(sid, namespace, **kwargs)
+        # Which rooms the client was in is not kept per client; one sweep soon after a burst
+        # of disconnects looks at the followed rooms instead.
+        if self._sweep is None and len(self._follows.channels()):
+            loop = asyncio.get_running_loop()
+            self._sweep = loop.call_later(SWEEP_SECS, self._start_sweep, namespace)
+
+    def _start_sweep(self, namespace: str) -> None:
+        self._sweep = None
+        self.server.start_background_task(self._unfollow_empty_rooms, namespace)
+
+    async def _unfollow_empty_rooms(self, namespace: str) -> None:
+        prefix = self.room_channel("")
+        for channel in self._follows.channels():
+            await self._unfollow_if_empty(namespace, channel[len(prefix) :])
+
+    async def _follow(self, room: str) -> None:
+        """Subscribe to the room's channel, and wait until Redis has confirmed it: the
+        caller reads the room's history next."""
+        channel = self.room_channel(room)
+        send, live = self._follows.want(channel)
+        self._metrics.bus_rooms.set(len(self._follows.channels()))
+        if send and self.pubsub is not None:
+            try:
+                await self.pubsub.subscribe(channel)
+            except (RedisError, OSError) as exc:
+                # The listener subscribes to every followed room when it is back.
+                log.warning("subscribing to %s failed (%s)", channel, type(exc).__name__)
+        if not live.is_set():
+            try:
+                await asyncio.wait_for(live.wait(), FOLLOW_WAIT_SECS)
+            except TimeoutError:
+                log.warning(
+                    "Redis did not confirm the subscription to %s in %.0f s; going on",
+                    channel,
+                    FOLLOW_WAIT_SECS,
+                )
+
+    async def _unfollow_if_empty(self, namespace: str, room: Any) -> None:
+        if not isinstance(room, str) or not room.startswith(self._room_prefix):
+            return
+        if room in self.rooms.get(namespace, {}):
+            return  # members left on this worker
+        channel = self.room_channel(room)
+        if self._follows.drop(channel) and self.pubsub is not None:
+            self._metrics.bus_rooms.set(len(self._follows.channels()))
+            # On failure the subscription ends with the connection anyway.
+            with contextlib.suppress(RedisError, OSError):
+                await self.pubsub.unsubscribe(channel)
 
     async def _publish_loop(self) -> None:
         assert self._queue is not None
         queue = self._queue
         backoff = RECONNECT_MIN_SECS
-        batch: list[tuple[float, str]] = []
+        batch: list[tuple[float, str, str]] = []
         while True:
             if not batch:
                 batch.append(await queue.get())
@@ -83,8 +172,8 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
                     )
                 # One pipeline on one connection: Redis applies the publishes in this order.
                 pipe = self._publisher_redis.pipeline(transaction=False)
-                for _, payload in batch:
-                    pipe.publish(self.channel, payload)
+                for _, channel, payload in batch:
+                    pipe.publish(channel, payload)
                 await pipe.execute()
                 batch.clear()
                 backoff = RECONNECT_MIN_SECS
@@ -110,7 +199,9 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         while True:
             try:
                 self._redis_connect()
-                await self.pubsub.subscribe(self.channel)
+                # python-socketio's pubsub hides confirmations; a join waits for them.
+                self.pubsub.ignore_subscribe_messages = False
+                await self.pubsub.subscribe(self.channel, *self._follows.resubscribing())
                 self._set_listener(True)
                 backoff = RECONNECT_MIN_SECS
                 async for message in self.pubsub.listen():
@@ -120,6 +211,7 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
                 raise
             except Exception as exc:
                 self._set_listener(False)
+                self._follows.lost()
                 log.warning(
                     "Redis subscription lost (%s); retrying in %.1f s", type(exc).__name__, backoff
                 )
@@ -127,6 +219,20 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
                     await self.pubsub.aclose()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX_SECS)
+
+    async def _listen(self) -> AsyncIterator[Any]:
+        """What the bus brings: the main channel and every followed room's, in the order
+        Redis delivers them."""
+        received, received_bytes = self._metrics.bus_received, self._metrics.bus_received_bytes
+        async for message in self._redis_listen_with_retries():
+            kind = message["type"]
+            if kind == "message":
+                data = message["data"]
+                received.inc()
+                received_bytes.inc(len(data))
+                yield data
+            elif kind == "subscribe":
+                self._follows.confirmed(message["channel"].decode())
 
     def _set_listener(self, up: bool) -> None:
         if up != self.listener_up:

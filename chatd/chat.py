@@ -45,10 +45,14 @@ def within_bytes(
     return kept, len(kept) < len(messages)
 
 
+# The prefix keeps chat rooms apart from the per-sid rooms python-socketio makes, so joining a
+# room named like a sid reads nothing; the bus gives each room with it a channel of its own.
+ROOM_PREFIX = "room:"
+
+
 def room_channel(room: str) -> str:
-    """The Socket.IO room behind a chat room. The prefix keeps chat rooms apart from the
-    per-sid rooms python-socketio makes, so joining a room named like a sid reads nothing."""
-    return "room:" + room
+    """The Socket.IO room behind a chat room."""
+    return ROOM_PREFIX + room
 
 
 @dataclass(frozen=True)

@@ -658,12 +658,14 @@ def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) ->
     """The Tornado handler of /socket.io/."""
     base: type[Any] = socketio.get_tornado_handler(sio)
     engine: ChatEngine = sio.eio
+    turn = wsframe.Turn()
 
     class SocketHandler(base):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.receive_queue = None  # frames go to the session as they are read
             self.sock: ChatSocket | None = None
+            self.pending: list[bytes] | None = None  # frames written this event-loop turn
 
         def prepare(self) -> None:
             # Before Engine.IO and before Tornado's own WebSocket origin check, which skips
@@ -703,11 +705,23 @@ def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) ->
             await engine.handle_request(self)
 
         def write_frame(self, data: bytes) -> None:
+            """Queue one frame; what the turn queued leaves together at its end."""
+            pending = self.pending
+            if pending is None:
+                self.pending = [data]
+                turn.at_end(self.flush_frames)
+            else:
+                pending.append(data)
+
+        def flush_frames(self) -> None:
+            frames, self.pending = self.pending, None
             connection = self.ws_connection
-            if connection is None or connection.is_closing():
+            if not frames or connection is None or connection.is_closing():
                 return
             try:
-                wsframe.write(connection.stream, data)
+                wsframe.write(
+                    connection.stream, frames[0] if len(frames) == 1 else b"".join(frames)
+                )
             except wsframe.SlowConsumer:
                 log.warning(
                     "slow consumer %s from %s: over %d bytes unsent, closing",
@@ -717,6 +731,10 @@ def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) ->
                 )
             except StreamClosedError:
                 pass  # on_close follows
+
+        def close(self, code: int | None = None, reason: str | None = None) -> None:
+            self.flush_frames()  # what was written before the close goes before it
+            super().close(code, reason)
 
         async def on_message(self, message: str | bytes) -> None:
             problem = malformed_frame(message)

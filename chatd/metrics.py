@@ -44,6 +44,21 @@ class Metrics:
             "1 while the Redis subscription is alive",
             registry=self.registry,
         )
+        self.bus_received = Counter(
+            "chatd_bus_received_messages",
+            "Messages this worker received from Redis (its rooms' channels and the main one)",
+            registry=self.registry,
+        )
+        self.bus_received_bytes = Counter(
+            "chatd_bus_received_bytes",
+            "Bytes of the messages this worker received from Redis",
+            registry=self.registry,
+        )
+        self.bus_rooms = Gauge(
+            "chatd_bus_rooms_followed",
+            "Rooms whose Redis channel this worker is subscribed to (rooms with members here)",
+            registry=self.registry,
+        )
         self.bus_dropped = Counter(
             "chatd_bus_publish_dropped",
             "Bus publishes dropped because Redis was unreachable",

@@ -1,14 +1,18 @@
 """WebSocket frames built once and written straight to a connection's stream.
 
 A room broadcast is the same bytes for every member, so it is framed once (RFC 6455 §5.2:
-server frames are unmasked; chatd never negotiates compression) and each member's socket gets
-those bytes with one non-blocking `send()` when nothing is waiting before them. Only what the
-kernel does not take goes into Tornado's write buffer, whose size is the slow-consumer bound.
+server frames are unmasked; chatd never negotiates compression). What one event-loop turn
+writes to a connection leaves together at the end of the turn (`Turn`), with one
+non-blocking `send()` when nothing is waiting before it: a batch of stored messages costs each
+member one system call, not one per message. Only what the kernel does not take goes into
+Tornado's write buffer, whose size is the slow-consumer bound.
 """
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from collections.abc import Callable
 
 from tornado.iostream import IOStream, SSLIOStream, StreamBufferFullError, StreamClosedError
 
@@ -60,3 +64,23 @@ def write(stream: IOStream, data: bytes) -> None:
     except StreamBufferFullError:
         stream.close()
         raise SlowConsumer() from None
+
+
+class Turn:
+    """Runs each registered flush once, at the end of the current event-loop turn."""
+
+    def __init__(self) -> None:
+        self._due: list[Callable[[], None]] = []
+        self._scheduled = False
+
+    def at_end(self, flush: Callable[[], None]) -> None:
+        self._due.append(flush)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        due, self._due = self._due, []
+        self._scheduled = False
+        for flush in due:
+            flush()

@@ -645,7 +645,8 @@ async def test_join_history_goes_to_its_socket_without_crossing_redis(
 
     bus = aioredis.Redis.from_url(services.redis_url)
     pubsub = bus.pubsub()
-    await pubsub.subscribe(f"{services.redis_prefix}:socketio")
+    main = f"{services.redis_prefix}:socketio"
+    await pubsub.subscribe(main, f"{main}:room:{room}")  # every channel the room's traffic uses
     try:
         ann = await client(server.url)
         await ann.join(room, "ann")

@@ -155,3 +155,16 @@ def test_frames_no_client_sends_are_recognised_before_decoding():
     assert engine.malformed_frame("3") is None and engine.malformed_frame("2probe") is None
     for frame in ("", "x", "9", "2", "0", "6"):
         assert engine.malformed_frame(frame) is not None, frame
+
+
+def test_socketio_redis_manager_internals_the_bus_overrides_exist():
+    redis_manager = socketio.AsyncRedisManager
+    pubsub = socketio.async_pubsub_manager.AsyncPubSubManager
+    for name in ("_publish", "_redis_listen_with_retries", "_listen", "_redis_connect"):
+        assert callable(getattr(redis_manager, name)), name
+    # The listening loop reads `_listen()`; the manager's pubsub hides confirmations unless told.
+    assert "self._listen()" in inspect.getsource(pubsub._thread)
+    assert "ignore_subscribe_messages=True" in inspect.getsource(redis_manager._redis_connect)
+    assert params(pubsub.enter_room) == ["self", "sid", "namespace", "room", "eio_sid"]
+    assert params(pubsub.leave_room) == ["self", "sid", "namespace", "room"]
+    assert params(pubsub.disconnect) == ["self", "sid", "namespace", "kwargs"]
