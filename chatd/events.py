@@ -42,10 +42,10 @@ Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 class Session:
     address: str
     messages: TokenBucket
-    joins: TokenBucket = field(default_factory=lambda: TokenBucket(JOIN_BURST, JOINS_PER_MINUTE))
-    typing: TokenBucket = field(
-        default_factory=lambda: TokenBucket(TYPING_BURST, TYPING_PER_MINUTE)
-    )
+    # Made at the first join or typing notice: most of an idle connection's memory is what it
+    # holds before doing anything.
+    joins: TokenBucket | None = None
+    typing: TokenBucket | None = None
     joined: dict[str, str] = field(default_factory=dict)  # room -> username
     last_room: str | None = None
     # python-socketio runs each event in its own task. Holding this lock around every event of
@@ -54,6 +54,16 @@ class Session:
     # seq order is its send order (docs/guarantees.md G4). Tasks reach the lock in arrival order.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0  # events queued behind `lock`
+
+    def take_join(self) -> bool:
+        if self.joins is None:
+            self.joins = TokenBucket(JOIN_BURST, JOINS_PER_MINUTE)
+        return self.joins.take()
+
+    def take_typing(self) -> bool:
+        if self.typing is None:
+            self.typing = TokenBucket(TYPING_BURST, TYPING_PER_MINUTE)
+        return self.typing.take()
 
 
 class Events:
@@ -186,7 +196,7 @@ class Events:
             raise InvalidPayload(f"at most {MAX_ROOMS_PER_CONNECTION} rooms per connection")
         # Every join counts, a re-join of a room already joined too: each one reads and sends
         # up to limits.replay_bytes of history.
-        if not session.joins.take():
+        if not session.take_join():
             raise RateLimited("too many joins; slow down")
         await self._sio.enter_room(sid, room_channel(request.room))
         try:
@@ -266,7 +276,7 @@ class Events:
         user = session.joined.get(request.room)
         if user is None:
             raise NotJoined(f"join room {request.room!r} first")
-        if not session.typing.take():
+        if not session.take_typing():
             raise RateLimited("too many typing events")
         await self._sio.emit(
             protocol.TYPING,
