@@ -10,7 +10,12 @@ themselves:
 - a WebSocket upgrade that Engine.IO would refuse after the 101 is refused before it;
 - packets that cannot be decoded, and events named like the server's own (`connect`,
   `disconnect`, ...), drop the connection with one bounded log line;
-- session ids carry the worker's prefix and nothing guessable after it.
+- session ids carry the worker's prefix and nothing guessable after it;
+- a WebSocket session has no send queue, writer task or reader loop: packets are framed and
+  written where they are sent, frames reach the session as Tornado reads them, pings run on
+  one wheel per worker (`ChatSocket`, `socket_handler`);
+- a room emit is encoded and framed once and handed to every local member in one loop, with
+  no task per recipient (`FastFanOut`).
 
 The versions these assumptions were checked against are pinned in setup.cfg and checked at
 start (`check_versions`); tests/unit/test_engine_contract.py tests each assumption.
