@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 REDIS_TIMEOUT_SECS = 2.0
 # Allocations between young-generation collections, then young collections per older one. A
 # young collection walks what was allocated since the last: 50,000 made 17-23 ms pauses under
-# load, 10,000 a fifth of that, five times as often (chatd_gc_pause_seconds).
-GC_THRESHOLDS = (10_000, 20, 100)
+# load, 10,000 about 3 ms (up to 9); 5,000 halves that again (chatd_gc_pause_seconds).
+GC_THRESHOLDS = (5_000, 20, 100)
 CLOSE_TIMEOUT_SECS = 2.0
 
 
