@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ import socketio
 import tornado.web
 from tornado.httpserver import HTTPServer
 
-from chatd import engine, http
+from chatd import engine, http, protocol
 from chatd.bus import ChatRedisManager, Presence
 from chatd.chat import ROOM_PREFIX, Chat
 from chatd.config import Settings
@@ -24,6 +25,7 @@ from chatd.events import Events
 from chatd.log import startup_line
 from chatd.metrics import Metrics
 from chatd.origins import OriginPolicy
+from chatd.repair import GapRepair
 from chatd.seqs import Seqs
 from chatd.store import LayoutStore
 
@@ -54,6 +56,21 @@ class Worker:
     metrics: Metrics
     state: WorkerState
     chat: Chat
+
+
+def chat_admit(repair: GapRepair) -> Callable[[str, Any, Any], list[Any]]:
+    """Every chat message about to reach this worker's members of a room goes through the
+    room's ledger; everything else goes out as it is."""
+
+    def admit(event: str, data: Any, room: Any) -> list[Any]:
+        if event != protocol.CHAT_MESSAGE or not isinstance(data, dict):
+            return [data]
+        seq = data.get("seq")
+        if not isinstance(room, str) or type(seq) is not int:
+            return [data]
+        return repair.admit(room, seq, data)
+
+    return admit
 
 
 def build_worker(settings: Settings) -> Worker:
@@ -98,7 +115,18 @@ def build_worker(settings: Settings) -> Worker:
     async def emit(event: str, data: Any, room: str) -> None:
         await sio.emit(event, data, room=room)
 
-    chat = Chat(settings, store, seqs, emit, metrics)
+    def redeliver(room: str, payloads: list[Any]) -> None:
+        manager.deliver_now(protocol.CHAT_MESSAGE, payloads, room)
+
+    async def resync(room: str) -> None:
+        name = room[len(ROOM_PREFIX) :]
+        await sio.emit(protocol.RESYNC, {"room": name}, room=room, ignore_queue=True)
+
+    repair = GapRepair(store, redeliver, resync, metrics, settings.limits_replay)
+    manager.admit = chat_admit(repair)
+    manager.on_unfollow = repair.unfollowed
+    manager.on_resubscribed = repair.resubscribed
+    chat = Chat(settings, store, seqs, emit, metrics, repair)
     events = Events(sio, chat, presence, settings, metrics)
     events.register()
     state = WorkerState()

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -65,6 +65,10 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         self._room_prefix = room_prefix
         self._follows = Follows()
         self._sweep: asyncio.TimerHandle | None = None
+        self._was_up = False
+        self._back = False  # resubscribed after losing Redis, until Redis confirms it
+        self.on_unfollow: Callable[[str], None] = lambda room: None
+        self.on_resubscribed: Callable[[], None] = lambda: None
         self._queue: asyncio.Queue[tuple[float, str, str]] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._publisher_redis: aioredis.Redis | None = None
@@ -147,8 +151,11 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         if room in self.rooms.get(namespace, {}):
             return  # members left on this worker
         channel = self.room_channel(room)
-        if self._follows.drop(channel) and self.pubsub is not None:
-            self._metrics.bus_rooms.set(len(self._follows.channels()))
+        if not self._follows.drop(channel):
+            return
+        self.on_unfollow(room)
+        self._metrics.bus_rooms.set(len(self._follows.channels()))
+        if self.pubsub is not None:
             # On failure the subscription ends with the connection anyway.
             with contextlib.suppress(RedisError, OSError):
                 await self.pubsub.unsubscribe(channel)
@@ -202,6 +209,8 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
                 # python-socketio's pubsub hides confirmations; a join waits for them.
                 self.pubsub.ignore_subscribe_messages = False
                 await self.pubsub.subscribe(self.channel, *self._follows.resubscribing())
+                self._back = self._was_up
+                self._was_up = True
                 self._set_listener(True)
                 backoff = RECONNECT_MIN_SECS
                 async for message in self.pubsub.listen():
@@ -232,7 +241,13 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
                 received_bytes.inc(len(data))
                 yield data
             elif kind == "subscribe":
-                self._follows.confirmed(message["channel"].decode())
+                channel = message["channel"].decode()
+                self._follows.confirmed(channel)
+                if channel == self.channel and self._back:
+                    # The first answer to the one SUBSCRIBE of every channel: Redis has
+                    # applied all of it, so from here on nothing more is lost.
+                    self._back = False
+                    self.on_resubscribed()
 
     def _set_listener(self, up: bool) -> None:
         if up != self.listener_up:

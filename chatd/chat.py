@@ -19,6 +19,7 @@ from chatd.errors import NotFound, Unavailable
 from chatd.metrics import Metrics
 from chatd.models import Message, Room
 from chatd.protocol import JoinRequest, MessageRequest
+from chatd.repair import GapRepair
 from chatd.room_activity import RoomActivity
 from chatd.seqs import Seqs
 from chatd.store.base import Store
@@ -65,12 +66,19 @@ class JoinResult:
 
 class Chat:
     def __init__(
-        self, settings: Settings, store: Store, seqs: Seqs, emit: Emit, metrics: Metrics
+        self,
+        settings: Settings,
+        store: Store,
+        seqs: Seqs,
+        emit: Emit,
+        metrics: Metrics,
+        repair: GapRepair,
     ) -> None:
         self._settings = settings
         self._store = store
         self._emit = emit
         self._metrics = metrics
+        self._repair = repair
         self._activity = RoomActivity(store)
         self._writer = Writer(store, seqs, self._broadcast, metrics)
 
@@ -93,6 +101,7 @@ class Chat:
         if has_more and request.since is not None:
             # A replay cut short: the room's newest stored seq, for the client to page to.
             newest = max(newest, await self._store.max_seq(request.room))
+        await self._repair.joined(room_channel(request.room), request.room, newest or None)
         return JoinResult(
             last_seq=newest,
             created=created,
@@ -112,6 +121,7 @@ class Chat:
     async def close(self, grace_secs: float) -> None:
         await self._writer.close(grace_secs / 2)
         await self._activity.close(grace_secs / 2)
+        await self._repair.close()
 
     async def create_room(self, name: str) -> tuple[Room, bool]:
         created = await self._store.open_room(name)

@@ -29,6 +29,7 @@ import math
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -593,6 +594,11 @@ class FastFanOut(socketio.AsyncManager):  # type: ignore[misc]
     both for what the bus brings and for `ignore_queue` emits.
     """
 
+    # Asked before each local delivery of a single-argument emit, with (event, data, room):
+    # returns the payloads to deliver now, in order ([data] to deliver it as it is, [] to hold
+    # or drop it, more to release what it held).
+    admit: Callable[[str, Any, Any], list[Any]] | None = None
+
     async def emit(
         self,
         event: str,
@@ -616,11 +622,27 @@ class FastFanOut(socketio.AsyncManager):  # type: ignore[misc]
             return
         if namespace not in self.rooms:
             return
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        if self.admit is None or len(args) != 1:
+            self._fan_out(event, args, namespace, room, skip)
+            return
+        for payload in self.admit(event, data, room):
+            self._fan_out(event, [payload], namespace, room, skip)
+
+    def deliver_now(self, event: str, payloads: list[Any], room: Any, namespace: str = "/") -> None:
+        """Deliver each payload to this worker's members of `room`, in order, without asking
+        `admit` (for what it released itself)."""
+        if namespace in self.rooms:
+            for payload in payloads:
+                self._fan_out(event, [payload], namespace, room, [None])
+
+    def _fan_out(
+        self, event: str, args: list[Any], namespace: str, room: Any, skip: list[Any]
+    ) -> None:
         encoded = self.server.packet_class(
             socketio.packet.EVENT, namespace=namespace, data=[event, *args]
         ).encode()
         pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         sockets = self.server.eio.sockets
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip:

@@ -59,6 +59,21 @@ class Metrics:
             "Rooms whose Redis channel this worker is subscribed to (rooms with members here)",
             registry=self.registry,
         )
+        self.repaired = Counter(
+            "chatd_repaired_messages",
+            "Messages the bus did not bring, read from the store and delivered (gap repair)",
+            registry=self.registry,
+        )
+        self.repair_duplicates = Counter(
+            "chatd_repair_duplicates_dropped",
+            "Second deliveries of a message to this worker's members, dropped",
+            registry=self.registry,
+        )
+        self.resyncs = Counter(
+            "chatd_resyncs",
+            "Rooms told to re-join because they were further behind than a repair reads",
+            registry=self.registry,
+        )
         self.bus_dropped = Counter(
             "chatd_bus_publish_dropped",
             "Bus publishes dropped because Redis was unreachable",

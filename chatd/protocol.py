@@ -22,6 +22,8 @@ TYPING = "typing"
 CHAT_HISTORY = "chat-history"
 NOTIFICATION = "notification"
 PRESENCE = "presence"
+# {room}: this connection may have missed messages of the room; re-join it with `since`.
+RESYNC = "resync"
 
 ROOM_MAX_CHARS = 64
 USERNAME_MAX_CHARS = 32

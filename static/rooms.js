@@ -159,6 +159,11 @@ export class Rooms {
     conn.on("typing", (data) => this.#typing(data));
     conn.on("presence", (data) => this.#presence(data));
     conn.on("notification", (note) => this.#notification(note));
+    // The server could not fill what this connection missed of a room: ask for it again.
+    conn.on("resync", (data) => {
+      const room = data && this.rooms.get(data.room);
+      if (room && room.member.live) this.#join(room);
+    });
     conn.onStatus((status, changed) => {
       if (!changed) return;
       if (status === "online") this.#connected();
