@@ -171,3 +171,28 @@ async def test_websocket_that_stops_answering_pings_is_closed_and_uncounted(quic
         while metric(quick_heartbeat, "chatd_connected_clients") != 0:
             assert time.monotonic() < deadline + 5
             await asyncio.sleep(0.05)
+
+
+async def test_a_peer_that_goes_silent_without_closing_is_freed_with_its_presence(
+    quick_heartbeat, client, room
+):
+    """A peer that vanishes without a FIN looks to the server like one that sends nothing
+    at all: no PONG, no close. It is dropped within ping interval + timeout, and the room
+    is told it left."""
+    watcher = await client(quick_heartbeat.url, transports=["websocket"])
+    await watcher.join(room, "watcher")
+    async with aiohttp.ClientSession() as http:
+        ghost = await open_raw_websocket(http, quick_heartbeat)
+        await ghost.send_str(event("joinRoom", {"room": room, "username": "ghost"}, 1))
+        await watcher.wait_for("presence", lambda ps: any("ghost" in p["users"] for p in ps))
+        # From here on the ghost neither reads nor writes; its socket stays open.
+        started = time.monotonic()
+        await watcher.wait_for(
+            "notification",
+            lambda ns: any(n["type"] == "leave" and n["user"] == "ghost" for n in ns),
+            timeout=10,
+        )
+        assert time.monotonic() - started < 2 + 2 + 2  # interval + timeout, and a sweep
+        await watcher.wait_for("presence", lambda ps: "ghost" not in ps[-1]["users"])
+        assert metric(quick_heartbeat, "chatd_connected_clients") == 1  # the watcher
+        await ghost.close()
