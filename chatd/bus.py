@@ -110,7 +110,7 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         await super().disconnect(sid, namespace, **kwargs)
         # Which rooms the client was in is not kept per client; one sweep soon after a burst
         # of disconnects looks at the followed rooms instead.
-        if self._sweep is None and len(self._follows.channels()):
+        if self._sweep is None and len(self._follows):
             loop = asyncio.get_running_loop()
             self._sweep = loop.call_later(SWEEP_SECS, self._start_sweep, namespace)
 
@@ -128,7 +128,7 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         caller reads the room's history next."""
         channel = self.room_channel(room)
         send, live = self._follows.want(channel)
-        self._metrics.bus_rooms.set(len(self._follows.channels()))
+        self._metrics.bus_rooms.set(len(self._follows))
         if send and self.pubsub is not None:
             try:
                 await self.pubsub.subscribe(channel)
@@ -154,7 +154,7 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         if not self._follows.drop(channel):
             return
         self.on_unfollow(room)
-        self._metrics.bus_rooms.set(len(self._follows.channels()))
+        self._metrics.bus_rooms.set(len(self._follows))
         if self.pubsub is not None:
             # On failure the subscription ends with the connection anyway.
             with contextlib.suppress(RedisError, OSError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class _Follow:
-    wanted: bool = True
+    wanted: bool = False
     unconfirmed: int = 0  # SUBSCRIBEs sent and not yet confirmed
     live: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -28,10 +28,14 @@ class _Follow:
 class Follows:
     def __init__(self) -> None:
         self._all: dict[str, _Follow] = {}  # followed, or unfollowed with SUBSCRIBEs unanswered
+        self._wanted = 0  # how many of them are followed
 
     def __contains__(self, channel: str) -> bool:
         follow = self._all.get(channel)
         return follow is not None and follow.wanted
+
+    def __len__(self) -> int:
+        return self._wanted
 
     def channels(self) -> list[str]:
         return [channel for channel, follow in self._all.items() if follow.wanted]
@@ -42,7 +46,9 @@ class Follows:
         follow = self._all.get(channel)
         if follow is None:
             follow = self._all[channel] = _Follow()
-        follow.wanted = True
+        if not follow.wanted:
+            follow.wanted = True
+            self._wanted += 1
         if follow.live.is_set():
             return False, follow.live
         follow.unconfirmed += 1
@@ -54,6 +60,7 @@ class Follows:
         if follow is None or not follow.wanted:
             return False
         follow.wanted = False
+        self._wanted -= 1
         follow.not_live()
         if not follow.unconfirmed:
             del self._all[channel]

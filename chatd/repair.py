@@ -51,6 +51,17 @@ class Ledger:
         self.held: dict[int, Any] = {}  # seq -> payload, waiting for the seqs before it
         self.timer: asyncio.TimerHandle | None = None
 
+    def admit(self, seq: int, payload: Any) -> list[Any] | None:
+        """What to deliver now, in order, for a message of this room: None if this worker
+        already has it (delivered or held); [] if it waits behind a gap."""
+        if seq in self.delivered or seq in self.held:
+            return None
+        if seq > self.contiguous + 1 and len(self.held) < HELD_MAX:
+            self.held[seq] = payload
+            return []
+        self.mark(seq)
+        return [payload, *self.release()]
+
     def mark(self, seq: int) -> None:
         self.delivered.add(seq)
         self.order.append(seq)
@@ -132,17 +143,14 @@ class GapRepair:
         ledger = self._rooms.get(room)
         if ledger is None:
             return [payload]
-        if seq in ledger.delivered or seq in ledger.held:
+        now = ledger.admit(seq, payload)
+        if now is None:
             self._metrics.repair_duplicates.inc()
             return []
-        if seq > ledger.contiguous + 1 and len(ledger.held) < HELD_MAX:
-            ledger.held[seq] = payload
-            if ledger.timer is None:
-                loop = asyncio.get_running_loop()
-                ledger.timer = loop.call_later(GRACE_SECS, self._spawn, room)
-            return []
-        ledger.mark(seq)
-        return [payload, *ledger.release()]
+        if ledger.held and ledger.timer is None:
+            loop = asyncio.get_running_loop()
+            ledger.timer = loop.call_later(GRACE_SECS, self._spawn, room)
+        return now
 
     def resubscribed(self) -> None:
         """The bus was lost and is back: whatever was published meanwhile never arrives."""

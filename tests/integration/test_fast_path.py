@@ -38,6 +38,14 @@ async def frames_until(ws: aiohttp.ClientWebSocketResponse, done: Any, timeout: 
     return frames
 
 
+async def polled_until_ack(poller: Polling, ack: int) -> list[str]:
+    """Packets long-polled until the one answering ack `ack`."""
+    polled: list[str] = []
+    while not any(p.startswith(f"43{ack}") for p in polled):
+        polled += await poller.get()
+    return polled
+
+
 def chat_seqs(packets: list[str]) -> list[int]:
     seqs = []
     for p in packets:
@@ -60,9 +68,7 @@ async def test_broadcast_reaches_websocket_and_polling_members_in_order_after_ac
         await poller.post("40")
         await poller.get()
         await poller.post(event("joinRoom", {"room": room, "username": "cy"}, 1))
-        polled: list[str] = []
-        while not any(p.startswith("431") for p in polled):
-            polled += await poller.get()
+        await polled_until_ack(poller, 1)
         for i in range(50):
             assert (await sender.send(room, f"m{i}"))["ok"]
         got = chat_seqs(await frames_until(ws, lambda fs: len(chat_seqs(fs)) >= 50))
@@ -85,9 +91,7 @@ async def test_upgrade_from_polling_delivers_what_was_queued_first_and_in_order(
         await poller.post("40")
         await poller.get()
         await poller.post(event("joinRoom", {"room": room, "username": "bob"}, 1))
-        polled: list[str] = []
-        while not any(p.startswith("431") for p in polled):
-            polled += await poller.get()
+        await polled_until_ack(poller, 1)
         for i in range(10):  # queued for the next poll, which never comes
             assert (await sender.send(room, f"before {i}"))["ok"]
         ws = await http.ws_connect(
@@ -127,9 +131,7 @@ async def test_a_failed_upgrade_leaves_the_polling_session_working(fast_server, 
         closed = await ws.receive(timeout=5)
         assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         await poller.post(event("joinRoom", {"room": room, "username": "bob"}, 1))
-        polled: list[str] = []
-        while not any(p.startswith("431") for p in polled):
-            polled += await poller.get()
+        polled = await polled_until_ack(poller, 1)
         ack = json.loads(next(p for p in polled if p.startswith("431"))[3:])[0]
         assert ack["ok"] is True
 

@@ -19,121 +19,122 @@ from tests.integration.test_redis_outage import metric, start_redis
 pytestmark = pytest.mark.cluster
 
 
+class OwnRedis:
+    """A Redis of the test's own, to stop and start; it keeps nothing on disk, so every
+    restart also loses all its data."""
+
+    def __init__(self, tmp_path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = tmp_path
+        self.proc = start_redis(self.port, tmp_path)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def start(self) -> None:
+        self.proc = start_redis(self.port, self._dir)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    bus = OwnRedis(tmp_path)
+    yield bus
+    bus.stop()
+
+
 # Every restart here loses all of Redis's data too: the test Redis keeps nothing on disk.
 @pytest.mark.parametrize("outage_secs", [5, 20, 60])
 async def test_stock_clients_get_what_was_sent_while_redis_was_down(
-    workers, client, room, tmp_path, outage_secs
+    workers, client, room, own_redis, outage_secs
 ):
-    port = free_port()
-    redis_proc = start_redis(port, tmp_path)
-    url = f"redis://127.0.0.1:{port}/0"
-    w1, w2 = workers(2, CHATD_REDIS_URL=url, CHATD_LIMITS_RATE_BURST="1000")
-    try:
-        sender = await client(w1.url)
-        far = await client(w2.url)  # never re-joins: only the server can fill its gap
-        other = await client(w2.url)
-        for c, name in ((sender, "sender"), (far, "far"), (other, "other")):
-            await c.join(room, name)
-        first = await sender.send(room, "before the outage")
-        await far.wait_for("chatMessage", lambda ms: any(m["id"] == first["id"] for m in ms))
+    w1, w2 = workers(2, CHATD_REDIS_URL=own_redis.url, CHATD_LIMITS_RATE_BURST="1000")
+    sender = await client(w1.url)
+    far = await client(w2.url)  # never re-joins: only the server can fill its gap
+    other = await client(w2.url)
+    for c, name in ((sender, "sender"), (far, "far"), (other, "other")):
+        await c.join(room, name)
+    first = await sender.send(room, "before the outage")
+    await far.wait_for("chatMessage", lambda ms: any(m["id"] == first["id"] for m in ms))
 
-        redis_proc.kill()
-        redis_proc.wait()
-        sent = [first]
-        for i in range(10):
-            ack = await sender.send(room, f"during {i}")
-            assert ack["ok"], ack
-            sent.append(ack)
-            await asyncio.sleep(outage_secs / 10)
-        redis_proc = start_redis(port, tmp_path)
-        deadline = time.monotonic() + 15
-        seqs = [s["seq"] for s in sent]
-        while sorted({m["seq"] for m in far.messages(room)}) != seqs:
-            assert time.monotonic() < deadline, sorted({m["seq"] for m in far.messages(room)})
-            await asyncio.sleep(0.05)
-        after = await sender.send(room, "after the outage")
-        seqs.append(after["seq"])
-        for member in (far, other):
-            await member.wait_for("chatMessage", lambda ms: ms and ms[-1]["seq"] == seqs[-1])
-            got = [m["seq"] for m in member.messages(room)]
-            assert got == seqs, got  # every one, once, in order
-        if outage_secs > 5:  # past the 5 s a worker keeps unsent publishes: repaired ones
-            assert metric(w2.url, "chatd_repaired_messages_total") >= 5
-    finally:
-        redis_proc.kill()
-        redis_proc.wait()
+    own_redis.stop()
+    sent = [first]
+    for i in range(10):
+        ack = await sender.send(room, f"during {i}")
+        assert ack["ok"], ack
+        sent.append(ack)
+        await asyncio.sleep(outage_secs / 10)
+    own_redis.start()
+    deadline = time.monotonic() + 15
+    seqs = [s["seq"] for s in sent]
+    while sorted({m["seq"] for m in far.messages(room)}) != seqs:
+        assert time.monotonic() < deadline, sorted({m["seq"] for m in far.messages(room)})
+        await asyncio.sleep(0.05)
+    after = await sender.send(room, "after the outage")
+    seqs.append(after["seq"])
+    for member in (far, other):
+        await member.wait_for("chatMessage", lambda ms: ms and ms[-1]["seq"] == seqs[-1])
+        got = [m["seq"] for m in member.messages(room)]
+        assert got == seqs, got  # every one, once, in order
+    if outage_secs > 5:  # past the 5 s a worker keeps unsent publishes: repaired ones
+        assert metric(w2.url, "chatd_repaired_messages_total") >= 5
 
 
 async def test_a_message_the_bus_never_brings_is_delivered_after_the_next_one(
-    workers, client, room, tmp_path
+    workers, client, room, own_redis
 ):
     """A publish lost on the way (here: Redis restarted empty between two messages of a room
     whose subscription survives on one worker) shows up as a seq gap, repaired from the
     store."""
-    port = free_port()
-    redis_proc = start_redis(port, tmp_path)
-    url = f"redis://127.0.0.1:{port}/0"
-    w1, w2 = workers(2, CHATD_REDIS_URL=url, CHATD_LIMITS_RATE_BURST="1000")
-    try:
-        sender = await client(w1.url)
-        far = await client(w2.url)
-        await sender.join(room, "sender")
-        await far.join(room, "far")
-        acks = []
-        for i in range(3):
-            acks.append(await sender.send(room, f"m{i}"))
-        await far.wait_for("chatMessage", lambda ms: len(ms) == 3)
-        # Drop one publish: send it while no one listens on Redis.
-        redis_proc.kill()
-        redis_proc.wait()
-        acks.append(await sender.send(room, "lost on the bus"))
-        redis_proc = start_redis(port, tmp_path)
-        seqs = [a["seq"] for a in acks]
-        deadline = time.monotonic() + 15
-        while [m["seq"] for m in far.messages(room)] != seqs:
-            assert time.monotonic() < deadline, [m["seq"] for m in far.messages(room)]
-            await asyncio.sleep(0.05)
-        assert len({m["id"] for m in far.messages(room)}) == 4
-    finally:
-        redis_proc.kill()
-        redis_proc.wait()
+    w1, w2 = workers(2, CHATD_REDIS_URL=own_redis.url, CHATD_LIMITS_RATE_BURST="1000")
+    sender = await client(w1.url)
+    far = await client(w2.url)
+    await sender.join(room, "sender")
+    await far.join(room, "far")
+    acks = []
+    for i in range(3):
+        acks.append(await sender.send(room, f"m{i}"))
+    await far.wait_for("chatMessage", lambda ms: len(ms) == 3)
+    # Drop one publish: send it while no one listens on Redis.
+    own_redis.stop()
+    acks.append(await sender.send(room, "lost on the bus"))
+    own_redis.start()
+    seqs = [a["seq"] for a in acks]
+    deadline = time.monotonic() + 15
+    while [m["seq"] for m in far.messages(room)] != seqs:
+        assert time.monotonic() < deadline, [m["seq"] for m in far.messages(room)]
+        await asyncio.sleep(0.05)
+    assert len({m["id"] for m in far.messages(room)}) == 4
 
 
 async def test_a_room_further_behind_than_a_repair_reads_is_told_to_resync(
-    workers, client, room, tmp_path
+    workers, client, room, own_redis
 ):
-    port = free_port()
-    redis_proc = start_redis(port, tmp_path)
-    url = f"redis://127.0.0.1:{port}/0"
     # A repair reads at most limits.replay messages of a room: 3 here.
     w1, w2 = workers(
-        2, CHATD_REDIS_URL=url, CHATD_LIMITS_RATE_BURST="1000", CHATD_LIMITS_REPLAY="3"
+        2, CHATD_REDIS_URL=own_redis.url, CHATD_LIMITS_RATE_BURST="1000", CHATD_LIMITS_REPLAY="3"
     )
-    try:
-        sender = await client(w1.url)
-        far = await client(w2.url)
-        far.record("resync")
-        await sender.join(room, "sender")
-        await far.join(room, "far")
-        first = await sender.send(room, "before")
-        await far.wait_for("chatMessage", lambda ms: len(ms) == 1)
-        redis_proc.kill()
-        redis_proc.wait()
-        for i in range(8):  # more than 5 s: the worker gives up on the first publishes
-            assert (await sender.send(room, f"during {i}"))["ok"]
-            await asyncio.sleep(0.9)
-        redis_proc = start_redis(port, tmp_path)
-        [resync] = await far.wait_for("resync", lambda rs: len(rs) == 1, timeout=15)
-        assert resync == {"room": room}
-        # Re-joining with since gets the rest, as the event asks.
-        await far.join(room, "far", since=first["seq"])
-        [*_, history] = await far.wait_for("chat-history", lambda hs: len(hs) == 2)
-        got = {m["seq"] for m in far.messages(room)} | {m["seq"] for m in history}
-        assert set(range(first["seq"], first["seq"] + 4)) <= got
-        assert metric(w2.url, "chatd_resyncs_total") >= 1
-    finally:
-        redis_proc.kill()
-        redis_proc.wait()
+    sender = await client(w1.url)
+    far = await client(w2.url)
+    far.record("resync")
+    await sender.join(room, "sender")
+    await far.join(room, "far")
+    first = await sender.send(room, "before")
+    await far.wait_for("chatMessage", lambda ms: len(ms) == 1)
+    own_redis.stop()
+    for i in range(8):  # more than 5 s: the worker gives up on the first publishes
+        assert (await sender.send(room, f"during {i}"))["ok"]
+        await asyncio.sleep(0.9)
+    own_redis.start()
+    [resync] = await far.wait_for("resync", lambda rs: len(rs) == 1, timeout=15)
+    assert resync == {"room": room}
+    # Re-joining with since gets the rest, as the event asks.
+    await far.join(room, "far", since=first["seq"])
+    [*_, history] = await far.wait_for("chat-history", lambda hs: len(hs) == 2)
+    got = {m["seq"] for m in far.messages(room)} | {m["seq"] for m in history}
+    assert set(range(first["seq"], first["seq"] + 4)) <= got
+    assert metric(w2.url, "chatd_resyncs_total") >= 1
 
 
 async def test_a_worker_stopped_for_30_s_and_continued_delivers_everything_once(
