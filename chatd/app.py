@@ -22,11 +22,15 @@ from chatd.bus import ChatRedisManager, Presence
 from chatd.chat import ROOM_PREFIX, Chat
 from chatd.config import Settings
 from chatd.events import Events
+from chatd.identity import Authenticator
 from chatd.log import startup_line
 from chatd.metrics import Metrics
+from chatd.models import MESSAGE
+from chatd.moderation import CONTROL_EVENT, Moderation
 from chatd.origins import OriginPolicy
 from chatd.repair import GapRepair
 from chatd.seqs import Seqs
+from chatd.shared_limits import IdentityLimits
 from chatd.store import LayoutStore
 
 log = logging.getLogger(__name__)
@@ -58,17 +62,29 @@ class Worker:
     chat: Chat
 
 
-def chat_admit(repair: GapRepair) -> Callable[[str, Any, Any], list[Any]]:
-    """Every chat message about to reach this worker's members of a room goes through the
-    room's ledger; everything else goes out as it is."""
+def event_of(payload: Any) -> str:
+    """The live event a room log entry (its wire form) goes out as."""
+    kind = payload.get("type", MESSAGE) if isinstance(payload, dict) else MESSAGE
+    return protocol.EVENT_OF_KIND.get(kind, protocol.CHAT_MESSAGE)
 
-    def admit(event: str, data: Any, room: Any) -> list[Any]:
-        if event != protocol.CHAT_MESSAGE or not isinstance(data, dict):
-            return [data]
+
+def chat_admit(
+    repair: GapRepair, on_control: Callable[[Any], None]
+) -> Callable[[str, Any, Any], list[tuple[str, Any]]]:
+    """Every entry of a room's log (message, edit, deletion) about to reach this worker's
+    members of the room goes through the room's ledger; moderation notices are applied here
+    and reach no client; everything else goes out as it is."""
+
+    def admit(event: str, data: Any, room: Any) -> list[tuple[str, Any]]:
+        if event == CONTROL_EVENT:
+            on_control(data)
+            return []
+        if event not in protocol.SEQ_EVENTS or not isinstance(data, dict):
+            return [(event, data)]
         seq = data.get("seq")
         if not isinstance(room, str) or type(seq) is not int:
-            return [data]
-        return repair.admit(room, seq, data)
+            return [(event, data)]
+        return [(event_of(p), p) for p in repair.admit(room, seq, data)]
 
     return admit
 
@@ -116,19 +132,30 @@ def build_worker(settings: Settings) -> Worker:
         await sio.emit(event, data, room=room)
 
     def redeliver(room: str, payloads: list[Any]) -> None:
-        manager.deliver_now(protocol.CHAT_MESSAGE, payloads, room)
+        manager.deliver_now([(event_of(p), p) for p in payloads], room)
 
     async def resync(room: str) -> None:
         name = room[len(ROOM_PREFIX) :]
         await sio.emit(protocol.RESYNC, {"room": name}, room=room, ignore_queue=True)
 
     repair = GapRepair(store, redeliver, resync, metrics, settings.limits_replay)
-    manager.admit = chat_admit(repair)
     manager.on_unfollow = repair.unfollowed
     manager.on_resubscribed = repair.resubscribed
     chat = Chat(settings, store, seqs, emit, metrics, repair)
-    events = Events(sio, chat, presence, settings, metrics)
+    auth = Authenticator(settings)
+    mod = Moderation(store, redis, settings.redis_prefix)
+    events = Events(
+        sio,
+        chat,
+        presence,
+        settings,
+        metrics,
+        auth,
+        mod,
+        IdentityLimits(redis, settings.redis_prefix),
+    )
     events.register()
+    manager.admit = chat_admit(repair, events.on_control)
     state = WorkerState()
     static = str(settings.static_path)
     wid = settings.server_worker_id
@@ -138,10 +165,25 @@ def build_worker(settings: Settings) -> Worker:
             (
                 r"/api/rooms",
                 http.RoomsHandler,
-                {"chat": chat, "store": store, "presence": presence, "origins": origins},
+                {
+                    "auth": auth,
+                    "chat": chat,
+                    "store": store,
+                    "presence": presence,
+                    "origins": origins,
+                },
             ),
-            (r"/api/rooms/([^/]+)/messages", http.RoomMessagesHandler, {"chat": chat}),
-            (r"/api/limits", http.LimitsHandler, {"settings": settings}),
+            (
+                r"/api/rooms/([^/]+)/messages",
+                http.RoomMessagesHandler,
+                {"auth": auth, "chat": chat},
+            ),
+            (
+                r"/api/rooms/([^/]+)/moderation",
+                http.ModerationHandler,
+                {"auth": auth, "mod": mod},
+            ),
+            (r"/api/limits", http.LimitsHandler, {"auth": auth, "settings": settings}),
             (r"/healthz", http.HealthHandler, {"worker_id": wid}),
             (
                 r"/readyz",

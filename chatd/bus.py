@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -43,6 +44,30 @@ SWEEP_SECS = 2.0
 
 def channel_name(prefix: str) -> str:
     return f"{prefix}:socketio"
+
+
+class Member(NamedTuple):
+    user_id: str
+    name: str
+
+
+def parse_member(raw: str) -> Member:
+    """A presence entry's identity; entries written before identities hold a bare name."""
+    entry = raw.split("|", 2)[-1]
+    if entry.startswith("["):
+        with contextlib.suppress(ValueError, TypeError):
+            user_id, name = json.loads(entry)
+            return Member(str(user_id), str(name))
+    return Member("", entry)
+
+
+def distinct(members: Iterable[Member]) -> list[Member]:
+    """One entry per identity (its first name in order), sorted by name then user id; entries
+    without an identity (written before identities) one per name."""
+    by_id: dict[str, Member] = {}
+    for m in sorted(members, key=lambda m: (m.name, m.user_id)):
+        by_id.setdefault(m.user_id or "\x00" + m.name, m)
+    return sorted(by_id.values(), key=lambda m: (m.name, m.user_id))
 
 
 class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
@@ -273,8 +298,9 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
 class Presence:
     """Who is online in each room, across every worker of every machine.
 
-    One sorted set per room; members are `host|sid|user` scored by an expiry time that this
-    worker pushes forward every ttl/3 seconds, so a crashed worker's users fade out within ttl.
+    One sorted set per room; members are `host|sid|["user_id","name"]` scored by an expiry
+    time that this worker pushes forward every ttl/3 seconds, so a crashed worker's users fade
+    out within ttl.
     """
 
     def __init__(self, url: str, prefix: str, host_id: str, ttl_secs: int) -> None:
@@ -292,17 +318,17 @@ class Presence:
         self._prefix = prefix
         self._host_id = host_id
         self._ttl = ttl_secs
-        self._local: dict[tuple[str, str], str] = {}
+        self._local: dict[tuple[str, str], Member] = {}
         self._task: asyncio.Task[None] | None = None
 
     def _key(self, room: str) -> str:
         return f"{self._prefix}:presence:{room}"
 
-    def _member(self, sid: str, user: str) -> str:
-        return f"{self._host_id}|{sid}|{user}"
+    def _member(self, sid: str, member: Member) -> str:
+        return f"{self._host_id}|{sid}|" + json.dumps(member, ensure_ascii=False)
 
-    def _local_users(self, room: str) -> list[str]:
-        return sorted({u for (r, _), u in self._local.items() if r == room})
+    def _local_members(self, room: str) -> list[Member]:
+        return distinct(m for (r, _), m in self._local.items() if r == room)
 
     async def ping(self) -> bool:
         try:
@@ -310,36 +336,39 @@ class Presence:
         except (RedisError, OSError):
             return False
 
-    async def add(self, room: str, sid: str, user: str) -> None:
-        self._local[(room, sid)] = user
+    async def add(self, room: str, sid: str, user_id: str, user: str) -> None:
+        member = Member(user_id, user)
+        self._local[(room, sid)] = member
         expiry = time.time() + self._ttl
         try:
-            await self._redis.zadd(self._key(room), {self._member(sid, user): expiry})
+            await self._redis.zadd(self._key(room), {self._member(sid, member): expiry})
         except (RedisError, OSError) as exc:
             log.warning("presence add failed (%s); the refresh loop will retry", exc)
 
     async def remove(self, room: str, sid: str) -> None:
-        user = self._local.pop((room, sid), None)
-        if user is None:
+        member = self._local.pop((room, sid), None)
+        if member is None:
             return
         try:
-            await self._redis.zrem(self._key(room), self._member(sid, user))
+            await self._redis.zrem(self._key(room), self._member(sid, member))
         except (RedisError, OSError) as exc:
             log.warning("presence remove failed (%s); it expires by itself", exc)
 
-    async def users(self, room: str) -> list[str]:
-        """Distinct usernames online in the room, sorted; this worker's alone if Redis is down."""
+    async def members(self, room: str) -> list[Member]:
+        """One (user_id, name) per identity online in the room, sorted by name then id; this
+        worker's alone if Redis is down."""
         now = time.time()
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.zremrangebyscore(self._key(room), "-inf", now)
             pipe.zrangebyscore(self._key(room), now, "+inf")
-            _, members = await pipe.execute()
+            _, raw = await pipe.execute()
         except (RedisError, OSError):
-            return self._local_users(room)
-        return sorted({m.split("|", 2)[2] for m in members})
+            return self._local_members(room)
+        return distinct(parse_member(m) for m in raw)
 
     async def counts(self, rooms: list[str]) -> dict[str, int]:
+        """Identities online per room."""
         if not rooms:
             return {}
         now = time.time()
@@ -349,10 +378,10 @@ class Presence:
                 pipe.zrangebyscore(self._key(room), now, "+inf")
             results = await pipe.execute()
         except (RedisError, OSError):
-            return {room: len(self._local_users(room)) for room in rooms}
+            return {room: len(self._local_members(room)) for room in rooms}
         return {
-            room: len({m.split("|", 2)[2] for m in members})
-            for room, members in zip(rooms, results, strict=True)
+            room: len(distinct(parse_member(m) for m in raw))
+            for room, raw in zip(rooms, results, strict=True)
         }
 
     def start(self) -> None:
@@ -366,8 +395,8 @@ class Presence:
             expiry = time.time() + self._ttl
             try:
                 pipe = self._redis.pipeline(transaction=False)
-                for (room, sid), user in list(self._local.items()):
-                    pipe.zadd(self._key(room), {self._member(sid, user): expiry})
+                for (room, sid), member in list(self._local.items()):
+                    pipe.zadd(self._key(room), {self._member(sid, member): expiry})
                 await pipe.execute()
             except asyncio.CancelledError:
                 raise
@@ -381,8 +410,8 @@ class Presence:
                 await self._task
         try:
             pipe = self._redis.pipeline(transaction=False)
-            for (room, sid), user in list(self._local.items()):
-                pipe.zrem(self._key(room), self._member(sid, user))
+            for (room, sid), member in list(self._local.items()):
+                pipe.zrem(self._key(room), self._member(sid, member))
             await pipe.execute()
         except (RedisError, OSError):
             log.info("presence not cleared at shutdown; it expires by itself")

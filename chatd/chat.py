@@ -11,19 +11,20 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from chatd import protocol
 from chatd.config import Settings
-from chatd.errors import NotFound, Unavailable
+from chatd.errors import Forbidden, NotFound, Unavailable
 from chatd.metrics import Metrics
-from chatd.models import Message, Room
-from chatd.protocol import JoinRequest, MessageRequest
+from chatd.models import DELETE, EDIT, Message, Room, utc_now
+from chatd.protocol import DeleteRequest, EditRequest, JoinRequest, MessageRequest
 from chatd.repair import GapRepair
 from chatd.room_activity import RoomActivity
 from chatd.seqs import Seqs
 from chatd.store.base import Store
-from chatd.writer import SendResult, Writer
+from chatd.writer import Entry, SendResult, Writer
 
 Emit = Callable[[str, Any, str], Awaitable[None]]
 
@@ -57,6 +58,16 @@ def room_channel(room: str) -> str:
 
 
 @dataclass(frozen=True)
+class Author:
+    """Who sends: the name shown in the room, the identity, and the scope of its client_ids
+    (models.client_key)."""
+
+    name: str
+    user_id: str
+    scope: str
+
+
+@dataclass(frozen=True)
 class JoinResult:
     last_seq: int
     created: bool
@@ -82,10 +93,10 @@ class Chat:
         self._activity = RoomActivity(store)
         self._writer = Writer(store, seqs, self._broadcast, metrics)
 
-    async def join(self, request: JoinRequest) -> JoinResult:
-        """Create the room if new and read the history the joiner should get. The caller
-        subscribes the socket to the room before calling this."""
-        created = await self._store.open_room(request.room)
+    async def join(self, request: JoinRequest, owner: str) -> JoinResult:
+        """Create the room if new (owned by `owner`) and read the history the joiner should
+        get. The caller subscribes the socket to the room before calling this."""
+        created = await self._store.open_room(request.room, owner)
         if request.since is None:
             history, has_more = await self._store.read_before(
                 request.room, None, self._settings.limits_history
@@ -109,12 +120,62 @@ class Chat:
             has_more=has_more or trimmed,
         )
 
-    async def send(self, user: str, request: MessageRequest) -> SendResult:
-        return await self._writer.send(request.room, user, request.text, request.client_id)
+    async def send(self, author: Author, request: MessageRequest) -> SendResult:
+        return await self._writer.send(
+            Entry(
+                request.room, author.name, author.user_id, request.text, request.client_id,
+                author.scope,
+            )
+        )  # fmt: skip
+
+    async def edit(self, author: Author, request: EditRequest) -> SendResult:
+        """Only the author edits, within limits.edit_minutes of sending."""
+        target = await self._target(request.room, request.id)
+        if not author.user_id or target.user_id != author.user_id:
+            raise Forbidden("only the author of a message may edit it")
+        window = timedelta(minutes=self._settings.limits_edit_minutes)
+        if utc_now() - target.timestamp > window:
+            raise Forbidden(
+                f"a message can be edited for {self._settings.limits_edit_minutes} minutes "
+                "after it was sent"
+            )
+        result = await self._writer.send(
+            Entry(
+                request.room, author.name, author.user_id, request.text, request.client_id,
+                author.scope, kind=EDIT, target=target.id, target_seq=target.seq,
+            )
+        )  # fmt: skip
+        # Applied after the edit is stored (and again on a retry, which finds it stored): a
+        # change is never applied to its message without being in the room's log.
+        await self._store.amend(target, result.message)
+        return result
+
+    async def delete(
+        self, author: Author, may_moderate: bool, request: DeleteRequest
+    ) -> SendResult:
+        """The author deletes, and so do the room's owner and moderators."""
+        target = await self._target(request.room, request.id)
+        if not may_moderate and (not author.user_id or target.user_id != author.user_id):
+            raise Forbidden("only the author or a moderator may delete a message")
+        result = await self._writer.send(
+            Entry(
+                request.room, author.name, author.user_id, "", request.client_id, author.scope,
+                kind=DELETE, target=target.id, target_seq=target.seq,
+            )
+        )  # fmt: skip
+        await self._store.amend(target, result.message)
+        return result
+
+    async def _target(self, room: str, id: str) -> Message:
+        target = await self._store.find_message(room, id)
+        if target is None or target.deleted:
+            raise NotFound(f"room {room!r} has no message {id}")
+        return target
 
     async def _broadcast(self, messages: list[Message]) -> None:
         for message in messages:
-            await self._emit(protocol.CHAT_MESSAGE, message.to_wire(), room_channel(message.room))
+            event = protocol.EVENT_OF_KIND[message.kind]
+            await self._emit(event, message.to_wire(), room_channel(message.room))
             self._metrics.messages.inc()
             self._activity.note(message.room, message.seq, message.timestamp)
 
@@ -123,8 +184,8 @@ class Chat:
         await self._activity.close(grace_secs / 2)
         await self._repair.close()
 
-    async def create_room(self, name: str) -> tuple[Room, bool]:
-        created = await self._store.open_room(name)
+    async def create_room(self, name: str, owner: str = "") -> tuple[Room, bool]:
+        created = await self._store.open_room(name, owner)
         room = await self._store.get_room(name)
         if room is None:
             raise Unavailable("room could not be read back")

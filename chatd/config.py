@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = ROOT_DIR / "config" / "chatd.toml"
-SECTIONS = ("server", "redis", "mongo", "limits")
+SECTIONS = ("server", "redis", "mongo", "limits", "auth")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -60,10 +60,28 @@ class Settings:
     limits_connections_per_ip: int = 0
     limits_ping_interval_secs: int = 25
     limits_ping_timeout_secs: int = 20
+    limits_edit_minutes: int = 15
+    limits_kick_minutes: int = 10
+    auth_secret: str = ""
+    auth_jwks_url: str = ""
+    auth_audience: str = ""
+    auth_issuer: str = ""
+    auth_token_secret: str = ""
+    auth_token_secret_file: str = "var/token.secret"  # noqa: S105 - a path, not a secret
+    auth_token_days: int = 365
 
     @property
     def static_path(self) -> Path:
         return Path(self.server_static_dir) if self.server_static_dir else ROOT_DIR / "static"
+
+    @property
+    def token_secret_path(self) -> Path:
+        return ROOT_DIR / self.auth_token_secret_file
+
+    @property
+    def sign_in(self) -> bool:
+        """Tokens come from the deployment's login and are required."""
+        return bool(self.auth_secret or self.auth_jwks_url)
 
     @property
     def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -159,6 +177,20 @@ class Settings:
             bad("limits_ping_interval_secs", "must be 1..300")
         if not 1 <= self.limits_ping_timeout_secs <= 300:
             bad("limits_ping_timeout_secs", "must be 1..300")
+        if not 0 <= self.limits_edit_minutes <= 10_080:
+            bad("limits_edit_minutes", "must be 0 (no edits)..10080 (a week)")
+        if not 1 <= self.limits_kick_minutes <= 10_080:
+            bad("limits_kick_minutes", "must be 1..10080 (a week)")
+        if self.auth_secret and self.auth_jwks_url:
+            bad("auth_jwks_url", "set auth.secret or auth.jwks_url, not both")
+        if self.auth_secret and len(self.auth_secret) < 32:
+            bad("auth_secret", "must be at least 32 characters")
+        if self.auth_jwks_url and urlparse(self.auth_jwks_url).scheme not in ("http", "https"):
+            bad("auth_jwks_url", "must be an http(s) URL")
+        if self.auth_token_secret and len(self.auth_token_secret) < 32:
+            bad("auth_token_secret", "must be at least 32 characters")
+        if not 1 <= self.auth_token_days <= 3650:
+            bad("auth_token_days", "must be 1..3650")
         if problems:
             raise ConfigError(problems)
 

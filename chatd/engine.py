@@ -29,7 +29,7 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -86,6 +86,13 @@ def check_versions() -> None:
 
 def configure() -> None:
     engineio.payload.Payload.max_decode_packets = MAX_DECODE_PACKETS
+    # Given no logger of their own (logger=False), the libraries set these to ERROR and add
+    # a stderr handler when their level is unset, so every error came out twice, once without
+    # chatd's format. Set here first, they keep that level and log through chatd's handlers.
+    for name in ("engineio.server", "socketio.server"):
+        library_log = logging.getLogger(name)
+        if library_log.level == logging.NOTSET:
+            library_log.setLevel(logging.ERROR)
 
 
 class FastJson:
@@ -119,6 +126,15 @@ class _RefusalLog:
         self._silenced = 0
 
     def __call__(self, what: str, sid: str, detail: object) -> None:
+        if self._admit():
+            log.info("%s from %s: %s; disconnecting", what, sid, _bounded(detail))
+
+    def request(self, why: str) -> None:
+        """An Engine.IO request refused with a 400 (bad version, transport or session)."""
+        if self._admit():
+            log.info("Engine.IO request refused: %s", _bounded(why))
+
+    def _admit(self) -> bool:
         now = time.monotonic()
         if now - self._window_start > LOG_WINDOW_SECS:
             if self._silenced:
@@ -126,9 +142,9 @@ class _RefusalLog:
             self._window_start, self._lines, self._silenced = now, 0, 0
         if self._lines >= LOG_LINES_PER_WINDOW:
             self._silenced += 1
-            return
+            return False
         self._lines += 1
-        log.info("%s from %s: %s; disconnecting", what, sid, _bounded(detail))
+        return True
 
 
 refused = _RefusalLog()
@@ -481,6 +497,12 @@ class ChatEngine(engineio.AsyncServer):  # type: ignore[misc]
     def generate_id(self) -> str:
         return self.sid_prefix + secrets.token_urlsafe(SID_RANDOM_BYTES)
 
+    def _log_error_once(self, message: str, message_key: str) -> None:
+        # Engine.IO logs each kind of bad request at ERROR the first time (with the client's
+        # text in it, unbounded: `Invalid session <sid>`), then at INFO every time. These are
+        # the client's mistakes, answered 400: one bounded, rate-limited line instead.
+        refused.request(message)
+
     async def _handle_connect(
         self, environ: dict[str, Any], transport: str, jsonp_index: int | None = None
     ) -> Any:
@@ -541,8 +563,18 @@ class ChatServer(socketio.AsyncServer):  # type: ignore[misc]
     """Socket.IO server on ChatEngine that drops clients sending what no correct client
     sends, instead of logging a traceback per packet and keeping them."""
 
+    # Called with the sid once a connection is accepted and the client told so: the first
+    # place where an emit to it arrives after its CONNECT packet.
+    after_connect: Callable[[str], Awaitable[None]] | None = None
+
     def _engineio_server_class(self) -> type[ChatEngine]:
         return ChatEngine
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        await super()._handle_connect(eio_sid, namespace, data)
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+        if sid is not None and self.after_connect is not None:
+            await self.after_connect(sid)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
         # Socket.IO keeps the environ of every connection for its lifetime; the whole of it
@@ -595,9 +627,9 @@ class FastFanOut(socketio.AsyncManager):  # type: ignore[misc]
     """
 
     # Asked before each local delivery of a single-argument emit, with (event, data, room):
-    # returns the payloads to deliver now, in order ([data] to deliver it as it is, [] to hold
-    # or drop it, more to release what it held).
-    admit: Callable[[str, Any, Any], list[Any]] | None = None
+    # returns the (event, payload) pairs to deliver now, in order ([(event, data)] to deliver
+    # it as it is, [] to hold or drop it, more to release what it held).
+    admit: Callable[[str, Any, Any], list[tuple[str, Any]]] | None = None
 
     async def emit(
         self,
@@ -626,14 +658,16 @@ class FastFanOut(socketio.AsyncManager):  # type: ignore[misc]
         if self.admit is None or len(args) != 1:
             self._fan_out(event, args, namespace, room, skip)
             return
-        for payload in self.admit(event, data, room):
-            self._fan_out(event, [payload], namespace, room, skip)
+        for admitted, payload in self.admit(event, data, room):
+            self._fan_out(admitted, [payload], namespace, room, skip)
 
-    def deliver_now(self, event: str, payloads: list[Any], room: Any, namespace: str = "/") -> None:
-        """Deliver each payload to this worker's members of `room`, in order, without asking
-        `admit` (for what it released itself)."""
+    def deliver_now(
+        self, deliveries: list[tuple[str, Any]], room: Any, namespace: str = "/"
+    ) -> None:
+        """Deliver each (event, payload) to this worker's members of `room`, in order,
+        without asking `admit` (for what it released itself)."""
         if namespace in self.rooms:
-            for payload in payloads:
+            for event, payload in deliveries:
                 self._fan_out(event, [payload], namespace, room, [None])
 
     def _fan_out(

@@ -3,7 +3,10 @@
     ChatError
     ├── InvalidPayload   invalid_payload  (wrong type, bad characters, missing field)
     │   └── NotJson      invalid_payload  (HTTP 415: a body that does not say it is JSON)
+    ├── Unauthorized     unauthorized     (no valid token where one is required, or a bad one)
     ├── Forbidden        forbidden        (not allowed from here, or not for this user)
+    ├── Muted            muted            (sending while muted in the room; `until`)
+    ├── Kicked           kicked           (joining a room one was kicked from; `until`)
     ├── TooLong          too_long
     ├── NotJoined        not_joined
     ├── NotFound         not_found
@@ -20,11 +23,13 @@ class ChatError(Exception):
     code = "internal"
     http_status = 500
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, until: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         # The payload field at fault, when there is one, so a client can point at it.
         self.field = field
+        # When a time-limited refusal (muted, kicked) ends, ISO-8601 UTC.
+        self.until = until
 
 
 class InvalidPayload(ChatError):
@@ -34,6 +39,21 @@ class InvalidPayload(ChatError):
 
 class NotJson(InvalidPayload):
     http_status = 415
+
+
+class Unauthorized(ChatError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Muted(ChatError):
+    code = "muted"
+    http_status = 403
+
+
+class Kicked(ChatError):
+    code = "kicked"
+    http_status = 403
 
 
 class Forbidden(ChatError):

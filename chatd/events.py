@@ -7,19 +7,33 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import socketio
 
-from chatd import protocol
-from chatd.bus import Presence
-from chatd.chat import Chat, room_channel
+from chatd import moderation, protocol
+from chatd.bus import Member, Presence, distinct
+from chatd.chat import Author, Chat, room_channel
 from chatd.config import Settings
-from chatd.errors import ChatError, InvalidPayload, NotJoined, RateLimited, Unavailable
+from chatd.errors import (
+    ChatError,
+    Forbidden,
+    InvalidPayload,
+    Kicked,
+    Muted,
+    NotJoined,
+    RateLimited,
+    Unavailable,
+)
+from chatd.identity import Authenticator, Identity
 from chatd.metrics import Metrics
-from chatd.models import iso_millis, utc_now
+from chatd.models import identity_scope, iso_millis, utc_now
+from chatd.moderation import Moderation
 from chatd.presence_fanout import PresenceFanout
 from chatd.ratelimit import TokenBucket
+from chatd.shared_limits import IdentityLimits
+from chatd.store.base import Owners
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +52,14 @@ PRESENCE_INTERVAL_SECS = 0.5
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
 
+def iso_epoch(epoch: float) -> str:
+    return iso_millis(datetime.fromtimestamp(epoch, UTC))
+
+
 @dataclass(slots=True)
 class Session:
     address: str
+    identity: Identity
     messages: TokenBucket
     # Made at the first join or typing notice: most of an idle connection's memory is what it
     # holds before doing anything.
@@ -48,6 +67,7 @@ class Session:
     typing: TokenBucket | None = None
     joined: dict[str, str] = field(default_factory=dict)  # room -> username
     last_room: str | None = None
+    muted: dict[str, float] = field(default_factory=dict)  # room -> until (epoch seconds)
     # python-socketio runs each event in its own task. Holding this lock around every event of
     # the connection handles them in the order they were sent: a chatMessage emitted right
     # after its joinRoom (without waiting for the ack) finds the room joined, and one sender's
@@ -65,6 +85,23 @@ class Session:
             self.typing = TokenBucket(TYPING_BURST, TYPING_PER_MINUTE)
         return self.typing.take()
 
+    def author(self, room: str) -> Author:
+        """Who sends to `room`: the connection's name there, scoped by identity when the
+        identity may have other connections, else by name (so a stock client's retry after
+        a reconnect, a new identity, still finds its message)."""
+        name = self.joined[room]
+        identity = self.identity
+        scope = identity_scope(identity.user_id) if identity.presented else name
+        return Author(name=name, user_id=identity.user_id, scope=scope)
+
+    def check_not_muted(self, room: str) -> None:
+        until = self.muted.get(room)
+        if until is None:
+            return
+        if until > time.time():
+            raise Muted("you are muted in this room", until=iso_epoch(until))
+        del self.muted[room]
+
 
 class Events:
     def __init__(
@@ -74,15 +111,22 @@ class Events:
         presence: Presence,
         settings: Settings,
         metrics: Metrics,
+        auth: Authenticator,
+        mod: Moderation,
+        limits: IdentityLimits,
     ) -> None:
         self._sio = sio
         self._chat = chat
         self._presence = presence
+        self._auth = auth
+        self._mod = mod
+        self._limits = limits
         self._settings = settings
         self._metrics = metrics
         self._sessions: dict[str, Session] = {}
         self._per_address: dict[str, int] = {}
         self.presence_fanout = PresenceFanout(presence, self._emit_presence, PRESENCE_INTERVAL_SECS)
+        self._kicks: set[asyncio.Task[None]] = set()
         self.inflight = 0
         # Set while no event is being handled; shutdown waits on it to drain.
         self.idle = asyncio.Event()
@@ -97,6 +141,15 @@ class Events:
         )
         self._sio.on(protocol.LEAVE_ROOM, handler=self._wrap(protocol.LEAVE_ROOM, self.leave_room))
         self._sio.on(protocol.TYPING, handler=self._wrap(protocol.TYPING, self.typing))
+        for event, handler in (
+            (protocol.EDIT_MESSAGE, self.edit_message),
+            (protocol.DELETE_MESSAGE, self.delete_message),
+            (protocol.SET_ROLE, self.set_role),
+            (protocol.MUTE_USER, self.mute_user),
+            (protocol.KICK_USER, self.kick_user),
+        ):
+            self._sio.on(event, handler=self._wrap(event, handler))
+        self._sio.after_connect = self.tell_session
         # Any other event name: answered, so a client waiting on its ack is not left hanging.
         self._sio.on("*", handler=self.unknown_event)
 
@@ -159,9 +212,19 @@ class Events:
             raise socketio.exceptions.ConnectionRefusedError(
                 {"code": "too_many_connections", "message": "too many connections from here"}
             )
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            identity = await self._auth.identify(token)
+        except ChatError as exc:
+            self._metrics.errors.labels(exc.code).inc()
+            log.info("connection from %s refused: %s %s", address, exc.code, exc.message)
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": exc.code, "message": exc.message}
+            ) from None
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self._sessions[sid] = Session(
             address=address,
+            identity=identity,
             messages=TokenBucket(
                 self._settings.limits_rate_burst, self._settings.limits_rate_per_minute
             ),
@@ -169,6 +232,24 @@ class Events:
         self._metrics.connected_clients.inc()
         log.debug("connect sid=%s from %s", sid, address)
         return True
+
+    async def tell_session(self, sid: str) -> None:
+        """Who this connection is, and the token to come back as."""
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        identity = session.identity
+        await self._sio.emit(
+            protocol.SESSION,
+            {
+                "user_id": identity.user_id,
+                "token": identity.token,
+                "name": identity.name,
+                "roles": identity.roles,
+            },
+            to=sid,
+            ignore_queue=True,
+        )
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
         session = self._sessions.pop(sid, None)
@@ -185,39 +266,50 @@ class Events:
         async with session.lock:
             for room, user in list(session.joined.items()):
                 try:
-                    await self._announce_leave(sid, room, user)
+                    await self._announce_leave(sid, room, user, session.identity.user_id)
                 except Exception:
                     log.exception("leave announcement failed (sid=%s room=%s)", sid, room)
 
     async def join_room(self, sid: str, data: Any) -> dict[str, Any]:
         session = self._session(sid)
-        request = protocol.parse_join(data)
+        identity = session.identity
+        request = protocol.parse_join(data, identity.name)
         if request.room not in session.joined and len(session.joined) >= MAX_ROOMS_PER_CONNECTION:
             raise InvalidPayload(f"at most {MAX_ROOMS_PER_CONNECTION} rooms per connection")
         # Every join counts, a re-join of a room already joined too: each one reads and sends
         # up to limits.replay_bytes of history.
-        if not session.take_join():
+        if not session.take_join() or not await self._identity_allows(identity, "join"):
             raise RateLimited("too many joins; slow down")
+        in_force = await self._mod.in_force(request.room, identity.user_id)
+        if in_force.kicked_until > time.time():
+            raise Kicked(
+                "you were removed from this room; try again later",
+                until=iso_epoch(in_force.kicked_until),
+            )
         await self._sio.enter_room(sid, room_channel(request.room))
         try:
-            result = await self._chat.join(request)
+            result = await self._chat.join(request, identity.user_id)
         except BaseException:
             if request.room not in session.joined:
                 await self._sio.leave_room(sid, room_channel(request.room))
             raise
+        if result.created:
+            self._mod.forget(request.room)
+        if in_force.muted_until > time.time():
+            session.muted[request.room] = in_force.muted_until
         previous = session.joined.get(request.room)
         rejoin = previous == request.username
         if previous is not None and not rejoin:
-            # Joining again under another name: the old name leaves, or it would stay in
-            # presence (Redis keeps one member per name) until this socket disconnects.
-            await self._announce_leave(sid, request.room, previous)
+            # Joining again under another name: presence keeps one entry per connection, so
+            # the entry under the old name goes.
+            await self._presence.remove(request.room, sid)
         session.joined[request.room] = request.username
         session.last_room = request.room
-        # "X joined" only when X was not already online in the room from another tab or device,
-        # or from the session a reconnect replaces.
-        before = await self._presence.users(request.room)
-        already_online = request.username in before
-        await self._presence.add(request.room, sid, request.username)
+        # "X joined" only when this identity was not already online in the room from another
+        # tab or device, or from the session a reconnect replaces.
+        before = await self._presence.members(request.room)
+        already_online = any(m.user_id == identity.user_id for m in before)
+        await self._presence.add(request.room, sid, identity.user_id, request.username)
         # To this socket, which is on this worker: not through Redis, where every worker would
         # decode up to limits.replay_bytes of history for nobody.
         await self._sio.emit(
@@ -226,30 +318,52 @@ class Events:
             to=sid,
             ignore_queue=True,
         )
-        online = sorted({*before, request.username})
+        online = distinct([*before, Member(identity.user_id, request.username)])
         if not rejoin:
             if not already_online:
-                await self._notify(sid, "join", request.room, request.username)
+                await self._notify(sid, "join", request.room, request.username, identity.user_id)
             await self.presence_fanout.changed(request.room, online)
+        owners = await self._mod.owners(request.room)
         return protocol.ok(
             room=request.room,
             last_seq=result.last_seq,
-            online=online,
+            online=sorted({m.name for m in online}),
+            members=self._members_wire(owners, online),
             created=result.created,
             has_more=result.has_more,
+            user_id=identity.user_id,
+            role=moderation.role_of(owners, identity.user_id, identity.admin),
         )
+
+    async def _identity_allows(self, identity: Identity, kind: str) -> bool:
+        """The identity's shared bucket, for a connection that may be one of several."""
+        if not identity.presented:
+            return True
+        if kind == "join":
+            return await self._limits.take(kind, identity.user_id, JOIN_BURST, JOINS_PER_MINUTE)
+        settings = self._settings
+        return await self._limits.take(
+            kind, identity.user_id, settings.limits_rate_burst, settings.limits_rate_per_minute
+        )
+
+    @staticmethod
+    def _members_wire(owners: Owners, members: list[Member]) -> list[dict[str, Any]]:
+        return [
+            {"user_id": m.user_id or None, "name": m.name,
+             "role": moderation.role_of(owners, m.user_id)}
+            for m in members
+        ]  # fmt: skip
 
     async def chat_message(self, sid: str, data: Any) -> dict[str, Any]:
         session = self._session(sid)
         request = protocol.parse_message(
             data, session.last_room, self._settings.limits_message_chars
         )
-        user = session.joined.get(request.room)
-        if user is None:
+        if request.room not in session.joined:
             raise NotJoined(f"join room {request.room!r} before sending to it")
-        if not session.messages.take():
-            raise RateLimited("too many messages; slow down")
-        result = await self._chat.send(user, request)
+        session.check_not_muted(request.room)
+        await self._take_send(session)
+        result = await self._chat.send(session.author(request.room), request)
         message = result.message
         return protocol.ok(
             id=message.id,
@@ -257,6 +371,190 @@ class Events:
             timestamp=iso_millis(message.timestamp),
             duplicate=result.duplicate,
         )
+
+    async def _take_send(self, session: Session) -> None:
+        if not session.messages.take() or not await self._identity_allows(session.identity, "send"):
+            raise RateLimited("too many messages; slow down")
+
+    async def edit_message(self, sid: str, data: Any) -> dict[str, Any]:
+        session = self._session(sid)
+        request = protocol.parse_edit(data, self._settings.limits_message_chars)
+        if request.room not in session.joined:
+            raise NotJoined(f"join room {request.room!r} first")
+        session.check_not_muted(request.room)
+        await self._take_send(session)
+        result = await self._chat.edit(session.author(request.room), request)
+        edit = result.message
+        return protocol.ok(
+            id=edit.target,
+            seq=edit.seq,
+            edited_at=iso_millis(edit.timestamp),
+            duplicate=result.duplicate,
+        )
+
+    async def delete_message(self, sid: str, data: Any) -> dict[str, Any]:
+        session = self._session(sid)
+        request = protocol.parse_delete(data)
+        if request.room not in session.joined:
+            raise NotJoined(f"join room {request.room!r} first")
+        await self._take_send(session)
+        role = await self._mod.role(request.room, session.identity)
+        result = await self._chat.delete(
+            session.author(request.room), moderation.may_moderate(role), request
+        )
+        deletion = result.message
+        return protocol.ok(id=deletion.target, seq=deletion.seq, duplicate=result.duplicate)
+
+    # -- moderation ---------------------------------------------------------------------------
+
+    async def _actor(self, sid: str, room: str) -> tuple[Session, str]:
+        session = self._session(sid)
+        if room not in session.joined:
+            raise NotJoined(f"join room {room!r} first")
+        return session, await self._mod.role(room, session.identity)
+
+    async def _target(self, room: str, user_id: str) -> tuple[str, str]:
+        """The target's name in the room (its id when it is not online there) and role."""
+        members = await self._presence.members(room)
+        name = next((m.name for m in members if m.user_id == user_id), user_id)
+        return name, moderation.role_of(await self._mod.owners(room), user_id)
+
+    async def set_role(self, sid: str, data: Any) -> dict[str, Any]:
+        request = protocol.parse_role(data)
+        session, actor = await self._actor(sid, request.room)
+        moderation.check_may_set_roles(actor)
+        name, target = await self._target(request.room, request.user_id)
+        if target == moderation.OWNER:
+            raise Forbidden("the owner's role cannot be changed")
+        await self._chat_store_role(request.room, request.user_id, request.moderator)
+        role = moderation.MODERATOR if request.moderator else moderation.MEMBER
+        await self._moderated(session, request.room, "role", request.user_id, name, role=role)
+        members = await self._presence.members(request.room)
+        await self._emit_presence(request.room, members)
+        return protocol.ok(room=request.room, user_id=request.user_id, role=role)
+
+    async def _chat_store_role(self, room: str, user_id: str, moderator: bool) -> None:
+        await self._mod.set_moderator(room, user_id, moderator)
+        await self._control(room, {"op": "roles"})
+
+    async def mute_user(self, sid: str, data: Any) -> dict[str, Any]:
+        request = protocol.parse_mute(data)
+        session, actor = await self._actor(sid, request.room)
+        name, target = await self._target(request.room, request.user_id)
+        moderation.check_may_act_on(actor, target, request.user_id == session.identity.user_id)
+        until = await self._mod.mute(request.room, request.user_id, request.minutes)
+        await self._control(
+            request.room, {"op": "mute", "user_id": request.user_id, "until": until}
+        )
+        kind = "mute" if request.minutes else "unmute"
+        await self._moderated(
+            session, request.room, kind, request.user_id, name, minutes=request.minutes
+        )
+        return protocol.ok(
+            room=request.room,
+            user_id=request.user_id,
+            until=iso_epoch(until) if until else None,
+        )
+
+    async def kick_user(self, sid: str, data: Any) -> dict[str, Any]:
+        request = protocol.parse_kick(data)
+        session, actor = await self._actor(sid, request.room)
+        name, target = await self._target(request.room, request.user_id)
+        moderation.check_may_act_on(actor, target, request.user_id == session.identity.user_id)
+        minutes = self._settings.limits_kick_minutes
+        until = await self._mod.kick(request.room, request.user_id, minutes)
+        await self._control(
+            request.room,
+            {
+                "op": "kick",
+                "user_id": request.user_id,
+                "until": until,
+                "by": session.identity.user_id,
+                "by_name": session.joined[request.room],
+            },
+        )
+        await self._moderated(session, request.room, "kick", request.user_id, name, minutes=minutes)
+        return protocol.ok(room=request.room, user_id=request.user_id, until=iso_epoch(until))
+
+    async def _moderated(
+        self, session: Session, room: str, kind: str, user_id: str, name: str, **details: Any
+    ) -> None:
+        """Keep the action, and tell the room."""
+        by_name = session.joined[room]
+        now = utc_now()
+        await self._mod.record(
+            {"room": room, "action": kind, "by": session.identity.user_id, "by_name": by_name,
+             "target": user_id, "target_name": name, "at": now, **details}
+        )  # fmt: skip
+        texts = {
+            "mute": f"{name} was muted by {by_name} for {details.get('minutes')} minutes",
+            "unmute": f"{name} can write again ({by_name})",
+            "kick": f"{name} was removed from the room by {by_name}",
+            "role": f"{name} is now a {details.get('role')} ({by_name})",
+        }
+        await self._sio.emit(
+            protocol.NOTIFICATION,
+            {"type": kind, "room": room, "user": name, "user_id": user_id,
+             "by": session.identity.user_id, "by_name": by_name, **details,
+             "text": texts[kind], "timestamp": iso_millis(now)},
+            room=room_channel(room),
+        )  # fmt: skip
+
+    async def _control(self, room: str, data: dict[str, Any]) -> None:
+        """To every worker with members in the room, through the room's channel; never to a
+        client (the bus hands it to `on_control`)."""
+        await self._sio.emit(
+            moderation.CONTROL_EVENT, {**data, "room": room}, room=room_channel(room)
+        )
+
+    def on_control(self, data: Any) -> None:
+        """A moderation notice from the room's channel: apply it to this worker's connections."""
+        if not isinstance(data, dict) or not isinstance(data.get("room"), str):
+            return
+        room, op, user_id = data["room"], data.get("op"), data.get("user_id")
+        if op == "roles":
+            self._mod.forget(room)
+            return
+        until = data.get("until")
+        if not isinstance(user_id, str) or not isinstance(until, int | float):
+            return
+        for sid, session in list(self._sessions.items()):
+            if session.identity.user_id != user_id or room not in session.joined:
+                continue
+            if op == "mute":
+                if until:
+                    session.muted[room] = float(until)
+                else:
+                    session.muted.pop(room, None)
+            elif op == "kick":
+                by = {"by": data.get("by"), "by_name": data.get("by_name")}
+                task = asyncio.get_running_loop().create_task(
+                    self._kicked(sid, room, float(until), by)
+                )
+                self._kicks.add(task)
+                task.add_done_callback(self._kicks.discard)
+
+    async def _kicked(self, sid: str, room: str, until: float, by: dict[str, Any]) -> None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        try:
+            async with session.lock:
+                if session.joined.pop(room, None) is None:
+                    return
+                if session.last_room == room:
+                    session.last_room = next(reversed(session.joined), None)
+                await self._sio.leave_room(sid, room_channel(room))
+                await self._sio.emit(
+                    protocol.KICKED,
+                    {"room": room, **by, "until": iso_epoch(until)},
+                    to=sid,
+                    ignore_queue=True,
+                )
+                await self._presence.remove(room, sid)
+                await self.presence_fanout.changed(room, await self._presence.members(room))
+        except Exception:
+            log.exception("removing a kicked connection failed (sid=%s room=%s)", sid, room)
 
     async def leave_room(self, sid: str, data: Any) -> dict[str, Any]:
         session = self._session(sid)
@@ -267,7 +565,7 @@ class Events:
         if session.last_room == request.room:
             session.last_room = next(reversed(session.joined), None)
         await self._sio.leave_room(sid, room_channel(request.room))
-        await self._announce_leave(sid, request.room, user)
+        await self._announce_leave(sid, request.room, user, session.identity.user_id)
         return protocol.ok(room=request.room)
 
     async def typing(self, sid: str, data: Any) -> dict[str, Any]:
@@ -280,25 +578,41 @@ class Events:
             raise RateLimited("too many typing events")
         await self._sio.emit(
             protocol.TYPING,
-            {"room": request.room, "user": user, "typing": request.typing},
+            {
+                "room": request.room,
+                "user": user,
+                "user_id": session.identity.user_id,
+                "typing": request.typing,
+            },
             room=room_channel(request.room),
             skip_sid=sid,
         )
         return protocol.ok()
 
-    async def _announce_leave(self, sid: str, room: str, user: str) -> None:
+    async def _announce_leave(self, sid: str, room: str, user: str, user_id: str) -> None:
         await self._presence.remove(room, sid)
-        online = await self._presence.users(room)
-        if user not in online:  # still online from another connection: no "X left"
-            await self._notify(sid, "leave", room, user)
+        online = await self._presence.members(room)
+        # Still online from another connection: no "X left".
+        if not any(m.user_id == user_id for m in online):
+            await self._notify(sid, "leave", room, user, user_id)
         await self.presence_fanout.changed(room, online)
 
-    async def _emit_presence(self, room: str, users: list[str]) -> None:
+    async def _emit_presence(self, room: str, members: list[Member]) -> None:
+        try:
+            owners = await self._mod.owners(room)
+        except Unavailable:
+            owners = Owners("", frozenset())
         await self._sio.emit(
-            protocol.PRESENCE, {"room": room, "users": users}, room=room_channel(room)
+            protocol.PRESENCE,
+            {
+                "room": room,
+                "users": sorted({m.name for m in members}),
+                "members": self._members_wire(owners, members),
+            },
+            room=room_channel(room),
         )
 
-    async def _notify(self, sid: str, kind: str, room: str, user: str) -> None:
+    async def _notify(self, sid: str, kind: str, room: str, user: str, user_id: str) -> None:
         verb = "joined" if kind == "join" else "left"
         await self._sio.emit(
             protocol.NOTIFICATION,
@@ -306,6 +620,7 @@ class Events:
                 "type": kind,
                 "room": room,
                 "user": user,
+                "user_id": user_id,
                 "text": f"{user} {verb} the room",
                 "timestamp": iso_millis(utc_now()),
             },

@@ -5,15 +5,19 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 import tornado.web
 
-from chatd import names, protocol
+from chatd import moderation, names, protocol
 from chatd.bus import Presence
 from chatd.chat import Chat
-from chatd.errors import ChatError, Forbidden, InvalidPayload, NotJson
+from chatd.errors import ChatError, Forbidden, InvalidPayload, NotJson, Unauthorized
+from chatd.identity import Authenticator, Identity
 from chatd.metrics import Metrics
+from chatd.models import iso_millis
+from chatd.moderation import Moderation
 from chatd.origins import OriginPolicy
 from chatd.store.base import Store
 
@@ -88,10 +92,35 @@ class JsonHandler(tornado.web.RequestHandler):
         return body
 
 
-class RoomsHandler(JsonHandler):
+class ApiHandler(JsonHandler):
+    """REST calls: in sign-in mode every one carries a token (`Authorization: Bearer`); in
+    open mode a token is optional and says who creates a room or reads a moderation log."""
+
+    auth: Authenticator
+    identity: Identity | None = None
+
+    async def prepare(self) -> None:
+        header = self.request.headers.get("Authorization")
+        token = None
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthorized("Authorization must be 'Bearer <token>'")
+            token = token.strip()
+        if token is not None or self.auth.sign_in:
+            self.identity = await self.auth.identify(token)
+
+
+class RoomsHandler(ApiHandler):
     def initialize(
-        self, chat: Chat, store: Store, presence: Presence, origins: OriginPolicy
+        self,
+        auth: Authenticator,
+        chat: Chat,
+        store: Store,
+        presence: Presence,
+        origins: OriginPolicy,
     ) -> None:
+        self.auth = auth
         self.chat = chat
         self.store = store
         self.presence = presence
@@ -107,13 +136,15 @@ class RoomsHandler(JsonHandler):
         if not self.origins.allows(self.request.headers.get("Origin"), self.request.host):
             raise Forbidden("requests from another site's pages are refused")
         name = protocol.parse_room(self.json_body().get("name"))
-        room, created = await self.chat.create_room(name)
+        owner = self.identity.user_id if self.identity is not None else ""
+        room, created = await self.chat.create_room(name, owner)
         counts = await self.presence.counts([name])
         self.write_json(room.to_wire(counts.get(name, 0)), status=201 if created else 200)
 
 
-class RoomMessagesHandler(JsonHandler):
-    def initialize(self, chat: Chat) -> None:
+class RoomMessagesHandler(ApiHandler):
+    def initialize(self, auth: Authenticator, chat: Chat) -> None:
+        self.auth = auth
         self.chat = chat
 
     async def get(self, raw_room: str) -> None:
@@ -127,6 +158,27 @@ class RoomMessagesHandler(JsonHandler):
         self.write_json(
             {"room": room, "messages": [m.to_wire() for m in messages], "has_more": has_more}
         )
+
+
+class ModerationHandler(ApiHandler):
+    """A room's moderation actions, newest first, for its owner, moderators and admins."""
+
+    def initialize(self, auth: Authenticator, mod: Moderation) -> None:
+        self.auth = auth
+        self.mod = mod
+
+    async def get(self, raw_room: str) -> None:
+        room = protocol.parse_room(raw_room)
+        if self.identity is None:
+            raise Unauthorized("the log is for moderators: send a token")
+        if not moderation.may_moderate(await self.mod.role(room, self.identity)):
+            raise Forbidden("only the room's owner and moderators may read its log")
+        limit = protocol.parse_limit(self.get_query_argument("limit", None), PAGE_MAX, PAGE_MAX)
+        entries = await self.mod.log(room, limit)
+        for entry in entries:
+            if isinstance(entry.get("at"), datetime):
+                entry["at"] = iso_millis(entry["at"])
+        self.write_json({"room": room, "actions": entries})
 
 
 class HealthHandler(JsonHandler):
@@ -207,10 +259,11 @@ class NotFoundHandler(JsonHandler):
         self.finish(json.dumps(protocol.fail("not_found", "no such endpoint")))
 
 
-class LimitsHandler(JsonHandler):
+class LimitsHandler(ApiHandler):
     """The limits a client checks before sending, so it never keeps copies of them."""
 
-    def initialize(self, settings: Any) -> None:
+    def initialize(self, auth: Authenticator, settings: Any) -> None:
+        self.auth = auth
         # Not self.settings: that is Tornado's application settings.
         self.chatd_settings = settings
 
@@ -221,5 +274,8 @@ class LimitsHandler(JsonHandler):
                 "room_chars": protocol.ROOM_MAX_CHARS,
                 "username_chars": protocol.USERNAME_MAX_CHARS,
                 "name_rule": names.NAME_RULE,
+                "edit_minutes": self.chatd_settings.limits_edit_minutes,
+                "kick_minutes": self.chatd_settings.limits_kick_minutes,
+                "sign_in": self.auth.sign_in,
             }
         )

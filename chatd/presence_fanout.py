@@ -16,11 +16,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from chatd.bus import Presence
+from chatd.bus import Member, Presence
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[str, list[str]], Awaitable[None]]
+Emit = Callable[[str, list[Member]], Awaitable[None]]
 
 
 class PresenceFanout:
@@ -29,29 +29,29 @@ class PresenceFanout:
         self._emit = emit
         self._interval = interval_secs
         self._checks: dict[str, asyncio.Task[None]] = {}
-        self._sent: dict[str, list[str]] = {}  # while a check is pending: the list last sent
+        self._sent: dict[str, list[Member]] = {}  # while a check is pending: the list last sent
         self._dirty: set[str] = set()  # rooms changed while their check was reading
 
-    async def changed(self, room: str, users: list[str]) -> None:
-        """`users` is the list as the caller saw it after the change."""
+    async def changed(self, room: str, members: list[Member]) -> None:
+        """`members` is the list as the caller saw it after the change."""
         if room in self._checks:
             self._dirty.add(room)  # the pending check reads the list fresh
             return
         self._checks[room] = asyncio.create_task(self._check_later(room))
-        await self._publish(room, users)
+        await self._publish(room, members)
 
-    async def _publish(self, room: str, users: list[str]) -> None:
-        self._sent[room] = users
-        await self._emit(room, users)
+    async def _publish(self, room: str, members: list[Member]) -> None:
+        self._sent[room] = members
+        await self._emit(room, members)
 
     async def _check_later(self, room: str) -> None:
         try:
             while True:
                 await asyncio.sleep(self._interval)
                 self._dirty.discard(room)
-                users = await self._presence.users(room)
-                if users != self._sent.get(room):
-                    await self._publish(room, users)
+                members = await self._presence.members(room)
+                if members != self._sent.get(room):
+                    await self._publish(room, members)
                 elif room not in self._dirty:
                     return
         except Exception:  # the bus is down: the next change sends the list again

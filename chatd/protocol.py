@@ -18,14 +18,30 @@ JOIN_ROOM = "joinRoom"
 CHAT_MESSAGE = "chatMessage"
 LEAVE_ROOM = "leaveRoom"
 TYPING = "typing"
+EDIT_MESSAGE = "editMessage"
+DELETE_MESSAGE = "deleteMessage"
+SET_ROLE = "setRole"
+MUTE_USER = "muteUser"
+KICK_USER = "kickUser"
 # Server -> client events.
+SESSION = "session"
+MESSAGE_EDITED = "messageEdited"
+MESSAGE_DELETED = "messageDeleted"
+KICKED = "kicked"
 CHAT_HISTORY = "chat-history"
 NOTIFICATION = "notification"
 PRESENCE = "presence"
 # {room}: this connection may have missed messages of the room; re-join it with `since`.
 RESYNC = "resync"
 
+# The live event each kind of log entry goes out as (models.MESSAGE, EDIT, DELETE).
+EVENT_OF_KIND = {"message": CHAT_MESSAGE, "edit": MESSAGE_EDITED, "delete": MESSAGE_DELETED}
+SEQ_EVENTS = frozenset(EVENT_OF_KIND.values())
+
 ROOM_MAX_CHARS = 64
+MUTE_MAX_MINUTES = 10_080
+USER_ID_MAX_CHARS = 128
+_MESSAGE_ID_RE = re.compile(r"[0-9a-f]{24}")
 USERNAME_MAX_CHARS = 32
 CLIENT_ID_MAX_CHARS = 64
 _NAME_NORMALISING_SLACK = 4
@@ -55,6 +71,41 @@ class MessageRequest:
 
 
 @dataclass(frozen=True)
+class EditRequest:
+    room: str
+    id: str
+    text: str
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    room: str
+    id: str
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class RoleRequest:
+    room: str
+    user_id: str
+    moderator: bool
+
+
+@dataclass(frozen=True)
+class MuteRequest:
+    room: str
+    user_id: str
+    minutes: int
+
+
+@dataclass(frozen=True)
+class KickRequest:
+    room: str
+    user_id: str
+
+
+@dataclass(frozen=True)
 class LeaveRequest:
     room: str
 
@@ -77,6 +128,8 @@ def fail_from(error: ChatError) -> dict[str, Any]:
     answer = fail(error.code, error.message)
     if error.field is not None:
         answer["error"]["field"] = error.field
+    if error.until is not None:
+        answer["error"]["until"] = error.until
     return answer
 
 
@@ -118,11 +171,12 @@ def parse_seq(value: Any, what: str) -> int:
     return value
 
 
-def parse_join(data: Any) -> JoinRequest:
+def parse_join(data: Any, fixed_name: str | None = None) -> JoinRequest:
+    """`fixed_name`: the name a sign-in token gives, which the payload's cannot change."""
     obj = _require_object(data)
     since = obj.get("since")
     return JoinRequest(
-        username=parse_username(obj.get("username")),
+        username=fixed_name if fixed_name is not None else parse_username(obj.get("username")),
         room=parse_room(obj.get("room")),
         since=None if since is None else parse_seq(since, "since"),
     )
@@ -215,3 +269,70 @@ def parse_before(raw: str | None, what: str = "before") -> int | None:
     if not _is_query_int(raw):
         raise InvalidPayload(f"{what} must be a non-negative integer", field=what)
     return int(raw)
+
+
+def parse_message_id(value: Any) -> str:
+    if not isinstance(value, str) or not _MESSAGE_ID_RE.fullmatch(value):
+        raise InvalidPayload("id must be a message id (24 hex digits)", field="id")
+    return value
+
+
+def parse_user_id(value: Any, what: str = "user_id") -> str:
+    """A user id as the wire carries it: a moderation target, or a token's subject."""
+    if not isinstance(value, str) or not value:
+        raise InvalidPayload(f"{what} must be a non-empty string", field=what)
+    if len(value) > USER_ID_MAX_CHARS:
+        raise TooLong(f"{what} is longer than {USER_ID_MAX_CHARS} characters", field=what)
+    if not value.isprintable():
+        raise InvalidPayload(f"{what} holds unprintable characters", field=what)
+    return value
+
+
+def parse_edit(data: Any, max_chars: int) -> EditRequest:
+    obj = _require_object(data)
+    return EditRequest(
+        room=parse_room(obj.get("room")),
+        id=parse_message_id(obj.get("id")),
+        text=parse_text(obj.get("message"), max_chars),
+        client_id=parse_client_id(obj.get("client_id")),
+    )
+
+
+def parse_delete(data: Any) -> DeleteRequest:
+    obj = _require_object(data)
+    return DeleteRequest(
+        room=parse_room(obj.get("room")),
+        id=parse_message_id(obj.get("id")),
+        client_id=parse_client_id(obj.get("client_id")),
+    )
+
+
+def parse_role(data: Any) -> RoleRequest:
+    obj = _require_object(data)
+    role = obj.get("role")
+    if role not in ("moderator", "member"):
+        raise InvalidPayload('role must be "moderator" or "member"', field="role")
+    return RoleRequest(
+        room=parse_room(obj.get("room")),
+        user_id=parse_user_id(obj.get("user_id")),
+        moderator=role == "moderator",
+    )
+
+
+def parse_mute(data: Any) -> MuteRequest:
+    obj = _require_object(data)
+    minutes = obj.get("minutes")
+    if isinstance(minutes, bool) or not isinstance(minutes, int):
+        raise InvalidPayload("minutes must be an integer", field="minutes")
+    if not 0 <= minutes <= MUTE_MAX_MINUTES:
+        raise InvalidPayload(f"minutes must be 0..{MUTE_MAX_MINUTES}", field="minutes")
+    return MuteRequest(
+        room=parse_room(obj.get("room")),
+        user_id=parse_user_id(obj.get("user_id")),
+        minutes=minutes,
+    )
+
+
+def parse_kick(data: Any) -> KickRequest:
+    obj = _require_object(data)
+    return KickRequest(room=parse_room(obj.get("room")), user_id=parse_user_id(obj.get("user_id")))

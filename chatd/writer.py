@@ -27,7 +27,7 @@ from bson import ObjectId
 
 from chatd.errors import Unavailable
 from chatd.metrics import Metrics
-from chatd.models import Message, client_key, utc_now
+from chatd.models import MESSAGE, Message, client_key, kind_scope, utc_now
 from chatd.seqs import Seqs
 from chatd.store.base import NewMessage, Outcome, Store
 
@@ -49,11 +49,26 @@ class SendResult:
     duplicate: bool
 
 
-@dataclass
-class _Pending:
+@dataclass(frozen=True)
+class Entry:
+    """What a sender wants stored in a room's log: a message, or an edit or deletion of the
+    message `target` (seq `target_seq`). `scope` scopes its client_id (models.client_key)."""
+
     room: str
     user: str
+    user_id: str
     text: str
+    client_id: str | None
+    scope: str
+    kind: str = MESSAGE
+    target: str = ""
+    target_seq: int = 0
+
+
+@dataclass
+class _Pending:
+    entry: Entry
+    room: str
     client_id: str
     key: str
     done: asyncio.Future[SendResult] = field(
@@ -71,9 +86,10 @@ class Writer:
         self._by_key: dict[tuple[str, str], _Pending] = {}
         self._runner: asyncio.Task[None] | None = None
 
-    async def send(self, room: str, user: str, text: str, client_id: str | None) -> SendResult:
-        wire_id = client_id if client_id is not None else "srv-" + uuid.uuid4().hex
-        key = client_key(user, wire_id)
+    async def send(self, entry: Entry) -> SendResult:
+        room = entry.room
+        wire_id = entry.client_id if entry.client_id is not None else "srv-" + uuid.uuid4().hex
+        key = client_key(kind_scope(entry.scope, entry.kind), wire_id)
         earlier = self._by_key.get((room, key))
         if earlier is not None:
             # A retry while the first send is still waiting or being stored on this worker.
@@ -81,7 +97,7 @@ class Writer:
             return SendResult(result.message, duplicate=True)
         if len(self._queue) >= QUEUE_MAX:
             raise Unavailable("the message store is not keeping up; retry")
-        pending = _Pending(room, user, text, wire_id, key)
+        pending = _Pending(entry, room, wire_id, key)
         self._by_key[(room, key)] = pending
         self._queue.append(pending)
         if self._runner is None or self._runner.done():
@@ -182,9 +198,13 @@ class Writer:
         for p in todo:
             seq = firsts[p.room]
             firsts[p.room] = seq + 1
+            e = p.entry
             offered.append(
-                NewMessage(str(ObjectId()), p.room, seq, p.user, p.text, now, p.client_id, p.key)
-            )
+                NewMessage(
+                    str(ObjectId()), p.room, seq, e.user, e.text, now, p.client_id, p.key,
+                    user_id=e.user_id, kind=e.kind, target=e.target, target_seq=e.target_seq,
+                )
+            )  # fmt: skip
         return offered
 
     async def close(self, grace_secs: float) -> None:

@@ -256,8 +256,33 @@ class Client:
     def messages(self, room: str | None = None) -> list[dict[str, Any]]:
         return [m for m in self.events.get("chatMessage", []) if room is None or m["room"] == room]
 
+    @property
+    def session(self) -> dict[str, Any]:
+        """What the server said this connection is (its `session` event)."""
+        sessions = self.events.get("session") or [{}]
+        return dict(sessions[-1])
 
-SERVER_EVENTS = ("chatMessage", "chat-history", "notification", "typing", "presence")
+    @property
+    def user_id(self) -> str:
+        return str(self.session["user_id"])
+
+    @property
+    def token(self) -> str:
+        return str(self.session["token"])
+
+
+SERVER_EVENTS = (
+    "chatMessage",
+    "chat-history",
+    "notification",
+    "typing",
+    "presence",
+    "session",
+    "messageEdited",
+    "messageDeleted",
+    "kicked",
+    "resync",
+)
 
 
 @contextlib.asynccontextmanager
@@ -265,12 +290,16 @@ async def client_factory() -> AsyncIterator[Callable[..., Any]]:
     """`await make(url, transports=None)` -> connected Client; all closed on exit."""
     made: list[Client] = []
 
-    async def make(url: str, transports: list[str] | None = None, **kwargs: Any) -> Client:
+    async def make(
+        url: str, transports: list[str] | None = None, auth: Any = None, **kwargs: Any
+    ) -> Client:
         c = Client(socketio.AsyncClient(reconnection=kwargs.pop("reconnection", False), **kwargs))
         for name in SERVER_EVENTS:
             c.record(name)
-        await c.sio.connect(url, transports=transports, wait_timeout=10)
         made.append(c)
+        await c.sio.connect(url, transports=transports, wait_timeout=10, auth=auth)
+        # The server names the identity right after accepting the connection.
+        await c.wait_for("session", bool)
         return c
 
     try:

@@ -20,7 +20,8 @@ from pymongo.errors import PyMongoError
 
 from chatd.errors import Unavailable
 from chatd.models import Message, Room
-from chatd.store.base import Appended, NewMessage, Store
+from chatd.store.amendments import Amendments
+from chatd.store.base import Appended, NewMessage, Owners, Store
 from chatd.store.ferret import FerretStore
 from chatd.store.mongo import MongoStore
 from chatd.store.roomlist import RoomList
@@ -62,6 +63,8 @@ class LayoutStore(Store):
         self._wanted = layout
         self._tail = Tail(redis, redis_prefix, tail_messages, tail_ttl_secs)
         self._room_list = RoomList(redis, redis_prefix)
+        self._redis = redis
+        self._prefix = redis_prefix
         self._impl: Store | None = None
         self._ready = asyncio.Event()
         self._starting: asyncio.Task[None] | None = None
@@ -93,7 +96,8 @@ class LayoutStore(Store):
             info = await self._db.command("buildInfo")
             layout = "blocks" if "ferretdbVersion" in info else "single"
         if layout == "blocks":
-            return FerretStore(self._db, self._tail, self._room_list)
+            amendments = Amendments(self._redis, self._prefix, self._db["amendments"])
+            return FerretStore(self._db, self._tail, self._room_list, amendments)
         return MongoStore(self._db)
 
     async def _store(self) -> Store:
@@ -124,8 +128,8 @@ class LayoutStore(Store):
             return False
         return True
 
-    async def open_room(self, name: str) -> bool:
-        return await (await self._store()).open_room(name)
+    async def open_room(self, name: str, owner: str = "") -> bool:
+        return await (await self._store()).open_room(name, owner)
 
     async def get_room(self, name: str) -> Room | None:
         return await (await self._store()).get_room(name)
@@ -155,3 +159,21 @@ class LayoutStore(Store):
 
     async def note_activity(self, room: str, seq: int, at: datetime) -> None:
         await (await self._store()).note_activity(room, seq, at)
+
+    async def find_message(self, room: str, id: str) -> Message | None:
+        return await (await self._store()).find_message(room, id)
+
+    async def amend(self, target: Message, change: Message) -> None:
+        await (await self._store()).amend(target, change)
+
+    async def owners(self, room: str) -> Owners:
+        return await (await self._store()).owners(room)
+
+    async def set_moderator(self, room: str, user_id: str, moderator: bool) -> None:
+        await (await self._store()).set_moderator(room, user_id, moderator)
+
+    async def log_moderation(self, entry: dict[str, Any]) -> None:
+        await (await self._store()).log_moderation(entry)
+
+    async def moderation_log(self, room: str, limit: int) -> list[dict[str, Any]]:
+        return await (await self._store()).moderation_log(room, limit)

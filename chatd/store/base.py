@@ -15,11 +15,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from chatd.errors import Unavailable
-from chatd.models import Message, Room
+from chatd.models import MESSAGE, Message, Room
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,10 @@ class NewMessage:
     timestamp: datetime
     client_id: str
     client_key: str
+    user_id: str = ""
+    kind: str = MESSAGE
+    target: str = ""
+    target_seq: int = 0
 
     def stored(self) -> Message:
         return Message(
@@ -46,7 +51,20 @@ class NewMessage:
             timestamp=self.timestamp,
             seq=self.seq,
             client_id=self.client_id,
+            user_id=self.user_id,
+            kind=self.kind,
+            target=self.target,
+            target_seq=self.target_seq,
         )
+
+
+@dataclass(frozen=True)
+class Owners:
+    """Who moderates a room: its owner (empty for rooms older than identities) and the
+    identities it named moderators."""
+
+    owner: str
+    moderators: frozenset[str]
 
 
 class Outcome(Enum):
@@ -79,8 +97,8 @@ class Store(abc.ABC):
     async def ping(self) -> bool: ...
 
     @abc.abstractmethod
-    async def open_room(self, name: str) -> bool:
-        """Create the room if it is new; True when this call created it."""
+    async def open_room(self, name: str, owner: str = "") -> bool:
+        """Create the room if it is new, owned by `owner`; True when this call created it."""
 
     @abc.abstractmethod
     async def get_room(self, name: str) -> Room | None: ...
@@ -115,6 +133,30 @@ class Store(abc.ABC):
     ) -> tuple[list[Message], bool]:
         """Oldest first: the `limit` newest messages with seq < before (None: the newest);
         and whether older ones exist."""
+
+    @abc.abstractmethod
+    async def find_message(self, room: str, id: str) -> Message | None:
+        """The room's message (kind message) with this id, in its current state."""
+
+    @abc.abstractmethod
+    async def amend(self, target: Message, change: Message) -> None:
+        """Apply a stored edit or deletion (`change`) to its message: an edit only when it is
+        newer than the message's newest, a deletion always (and to the message's edits).
+        Idempotent: a retried change applies once."""
+
+    @abc.abstractmethod
+    async def owners(self, room: str) -> Owners: ...
+
+    @abc.abstractmethod
+    async def set_moderator(self, room: str, user_id: str, moderator: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def log_moderation(self, entry: dict[str, Any]) -> None:
+        """Keep a moderation action: {room, action, by, by_name, target, at, ...}."""
+
+    @abc.abstractmethod
+    async def moderation_log(self, room: str, limit: int) -> list[dict[str, Any]]:
+        """Newest first."""
 
     @abc.abstractmethod
     async def note_activity(self, room: str, seq: int, at: datetime) -> None:

@@ -38,10 +38,11 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from chatd.models import Message, Room, utc_now
+from chatd.models import DELETE, EDIT, MESSAGE, Message, Room, utc_now
 from chatd.store import legacy
+from chatd.store.amendments import Amendments
 from chatd.store.base import Appended, NewMessage, Outcome, mongo_errors
-from chatd.store.mongo import MongoStore, message_doc, to_room
+from chatd.store.mongo import MongoStore, message_doc, to_message, to_room
 from chatd.store.roomlist import RoomList
 from chatd.store.tail import Tail, encode
 
@@ -79,6 +80,10 @@ def from_archive(doc: dict[str, Any]) -> NewMessage:
         timestamp=doc["timestamp"],
         client_id=doc["client_id"],
         client_key=doc.get("client_key", ""),
+        user_id=doc.get("user_id", ""),
+        kind=doc.get("kind", MESSAGE),
+        target=doc.get("target", ""),
+        target_seq=int(doc.get("target_seq", 0)),
     )
 
 
@@ -91,9 +96,16 @@ def merged(*runs: list[NewMessage]) -> list[NewMessage]:
 class FerretStore(MongoStore):
     layout = "blocks"
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], tail: Tail, rooms: RoomList) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        tail: Tail,
+        rooms: RoomList,
+        amendments: Amendments,
+    ) -> None:
         super().__init__(db)
         self.tail = tail
+        self.amendments = amendments
         self.room_list = rooms
         self._owner = f"{os.getpid()}-{ObjectId()}"
         self._archiver: asyncio.Task[None] | None = None
@@ -127,12 +139,17 @@ class FerretStore(MongoStore):
         """Coming from the canonical layout: build the archive from `messages`, once."""
         chunk: list[NewMessage] = []
         async for doc in self.messages.find({}):
-            chunk.append(
-                NewMessage(
-                    str(doc["_id"]), doc["room"], int(doc["seq"]), doc["user"], doc["message"],
-                    doc["timestamp"], doc["client_id"], doc["client_key"],
-                )
-            )  # fmt: skip
+            chunk.append(from_archive({**doc, "mid": str(doc["_id"])}))
+            # What edits and deletions did in place, the overlay holds in this layout.
+            if doc.get("deleted") or doc.get("edit_seq"):
+                message = to_message(doc)
+                change = Message(
+                    id="", room=message.room, user="", message=message.message,
+                    timestamp=message.edited_at or message.timestamp, seq=message.edit_seq,
+                    client_id="", user_id=message.deleted_by,
+                    kind=DELETE if message.deleted else EDIT,
+                )  # fmt: skip
+                await self.amendments.record(message, change)
             if len(chunk) >= legacy.COPY_CHUNK:
                 await self._write_archive(chunk)
                 chunk = []
@@ -140,8 +157,8 @@ class FerretStore(MongoStore):
 
     # ---- writes --------------------------------------------------------------------------
 
-    async def open_room(self, name: str) -> bool:
-        created = await super().open_room(name)
+    async def open_room(self, name: str, owner: str = "") -> bool:
+        created = await super().open_room(name, owner)
         if created:
             # A new room is complete in its (empty) tail from the first seq.
             await self._redis(self.tail.warm(name, [], 0))
@@ -414,7 +431,8 @@ class FerretStore(MongoStore):
             if moved == floor:
                 got = merged(got, fresh)[:want]
                 break
-        return [m.stored() for m in got[:limit]], len(got) > limit
+        read = await self.amendments.apply(room, [m.stored() for m in got[:limit]])
+        return read, len(got) > limit
 
     async def read_before(
         self, room: str, before: int | None, limit: int
@@ -428,7 +446,35 @@ class FerretStore(MongoStore):
             older = await self._archive_older(room, below, want - len(got))
             older = merged(older, self._pending(room, 1, below))[-(want - len(got)) :]
             got = merged(older, got)
-        return [m.stored() for m in got[-limit:]], len(got) > limit
+        read = await self.amendments.apply(room, [m.stored() for m in got[-limit:]])
+        return read, len(got) > limit
+
+    async def find_message(self, room: str, id: str) -> Message | None:
+        """From the tail (edits come soon after their message), else the archive, else, for
+        a message stored but not archived yet, the slow way."""
+        found: Message | None = None
+        recent = await self._redis(self.tail.all(room))
+        for m in [] if recent is AWAY else reversed(recent):
+            if m.id == id:
+                found = m.stored()
+                break
+        if found is None:
+            newest = await self._newest_block(room)
+            async with mongo_errors("find message"):
+                for block in range(newest, -1, -1):
+                    collection = self.db[legacy.block_collection(room, block)]
+                    doc = await collection.find_one({"mid": id})
+                    if doc is not None:
+                        found = from_archive(doc).stored()
+                        break
+        if found is None:
+            found = await super().find_message(room, id)
+        if found is None or found.kind != MESSAGE:
+            return None
+        return (await self.amendments.apply(room, [found]))[0]
+
+    async def amend(self, target: Message, change: Message) -> None:
+        await self.amendments.record(target, change)
 
     async def find_by_client_key(self, room: str, client_key: str) -> Message | None:
         recent = await self._redis(self.tail.all(room))

@@ -19,9 +19,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from chatd.errors import Unavailable
-from chatd.models import Message, Room, utc_now
+from chatd.models import EDIT, MESSAGE, Message, Room, parse_iso, utc_now
 from chatd.store import legacy
-from chatd.store.base import Appended, NewMessage, Outcome, Store, mongo_errors
+from chatd.store.base import Appended, NewMessage, Outcome, Owners, Store, mongo_errors
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,20 @@ KNOWN_ROOMS_MAX = 100_000
 
 
 def message_doc(m: NewMessage) -> dict[str, Any]:
-    return {
+    doc = {
         "_id": ObjectId(m.id),
         "room": m.room,
         "seq": m.seq,
         "user": m.user,
+        "user_id": m.user_id,
         "message": m.text,
         "timestamp": m.timestamp,
         "client_id": m.client_id,
         "client_key": m.client_key,
     }
+    if m.kind != MESSAGE:
+        doc.update(kind=m.kind, target=m.target, target_seq=m.target_seq)
+    return doc
 
 
 def to_message(doc: dict[str, Any]) -> Message:
@@ -55,6 +59,39 @@ def to_message(doc: dict[str, Any]) -> Message:
         timestamp=doc["timestamp"],
         seq=int(doc["seq"]),
         client_id=doc["client_id"],
+        user_id=doc.get("user_id", ""),
+        kind=doc.get("kind", MESSAGE),
+        target=doc.get("target", ""),
+        target_seq=int(doc.get("target_seq", 0)),
+        edited_at=doc.get("edited_at"),
+        edit_seq=int(doc.get("edit_seq", 0)),
+        deleted=bool(doc.get("deleted", False)),
+        deleted_by=doc.get("deleted_by", ""),
+    )
+
+
+def edit_update(change: Message) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The filter and update applying an edit to its message's document: only to a message
+    not deleted and not edited by a newer edit, whatever order workers apply edits in."""
+    newer = [{"edit_seq": {"$lt": change.seq}}, {"edit_seq": {"$exists": False}}]
+    update = {"message": change.message, "edited_at": change.timestamp, "edit_seq": change.seq}
+    return {"deleted": {"$ne": True}, "$or": newer}, {"$set": update}
+
+
+def delete_update(change: Message) -> dict[str, Any]:
+    """A deleted message keeps no text."""
+    return {"$set": {"deleted": True, "deleted_by": change.user_id, "message": ""}}
+
+
+def to_owners(doc: dict[str, Any] | None) -> Owners:
+    if doc is None:
+        return Owners("", frozenset())
+    moderators = doc.get("moderators")
+    return Owners(
+        owner=str(doc.get("owner", "")),
+        moderators=frozenset(m for m in moderators if isinstance(m, str))
+        if isinstance(moderators, list)
+        else frozenset(),
     )
 
 
@@ -89,6 +126,7 @@ class MongoStore(Store):
         self.rooms = db.get_collection("rooms", write_concern=durable)
         self.messages = db.get_collection(MESSAGES, write_concern=durable)
         self.meta = db.get_collection("meta", write_concern=durable)
+        self.moderation = db.get_collection("moderation", write_concern=durable)
         self._known_rooms: set[str] = set()
 
     async def prepare(self) -> None:
@@ -101,6 +139,13 @@ class MongoStore(Store):
                 [("room", ASCENDING), ("client_key", ASCENDING)],
                 unique=True,
                 name=CLIENT_KEY_INDEX,
+            )
+            # The edits of a message, found when it is deleted (only edits have `target`).
+            await self.messages.create_index(
+                [("room", ASCENDING), ("target", ASCENDING)], name="room_target", sparse=True
+            )
+            await self.moderation.create_index(
+                [("room", ASCENDING), ("at", DESCENDING)], name="room_at"
             )
             await legacy.move_into(self)
             state = await self.meta.find_one({"_id": legacy.LAYOUT_ID}) or {}
@@ -117,6 +162,23 @@ class MongoStore(Store):
         for name in await self.db.list_collection_names():
             if legacy.ROOM_MESSAGES.fullmatch(name):
                 await self.db[name].drop()
+        # Edits and deletions the other layout kept beside the messages go into them.
+        async for doc in self.db["amendments"].find({}):
+            where = {"room": doc["room"], "seq": doc["seq"]}
+            if doc.get("deleted"):
+                await self.messages.update_one(
+                    where,
+                    {"$set": {"deleted": True, "deleted_by": doc.get("deleted_by", ""),
+                              "message": ""}},
+                )  # fmt: skip
+                continue
+            edit_seq = int(doc.get("edit_seq", "0"))
+            edited_at = parse_iso(doc["edited_at"]) if doc.get("edited_at") else None
+            await self.messages.update_one(
+                where,
+                {"$set": {"message": doc.get("message", ""), "edited_at": edited_at,
+                          "edit_seq": edit_seq}},
+            )  # fmt: skip
 
     async def close(self) -> None:
         """The client belongs to whoever opened it."""
@@ -133,11 +195,13 @@ class MongoStore(Store):
             self._known_rooms.clear()
         self._known_rooms.add(room)
 
-    async def open_room(self, name: str) -> bool:
+    async def open_room(self, name: str, owner: str = "") -> bool:
         if name in self._known_rooms:
             return False
         now = utc_now()
         doc = {"_id": name, "name": name, "created_at": now, "last_activity": now, "last_seq": 0}
+        if owner:
+            doc["owner"] = owner
         async with mongo_errors("open room"):
             try:
                 # Insert first: a refused insert is a key lookup everywhere, even on FerretDB,
@@ -221,3 +285,42 @@ class MongoStore(Store):
                 {"_id": room},
                 {"$max": {"last_seq": seq, "last_message_at": at, "last_activity": at}},
             )
+
+    async def find_message(self, room: str, id: str) -> Message | None:
+        async with mongo_errors("find message"):
+            doc = await self.messages.find_one({"_id": ObjectId(id), "room": room})
+        if doc is None or doc.get("kind", MESSAGE) != MESSAGE:
+            return None
+        return to_message(doc)
+
+    async def amend(self, target: Message, change: Message) -> None:
+        where = {"_id": ObjectId(target.id), "room": target.room}
+        async with mongo_errors("amend message"):
+            if change.kind == EDIT:
+                condition, update = edit_update(change)
+                await self.messages.update_one({**where, **condition}, update)
+                return
+            await self.messages.update_one(where, delete_update(change))
+            await self.messages.update_many(
+                {"room": target.room, "target": target.id, "kind": EDIT},
+                {"$set": {"deleted": True, "message": ""}},
+            )
+
+    async def owners(self, room: str) -> Owners:
+        async with mongo_errors("read room owners"):
+            doc = await self.rooms.find_one({"_id": room}, projection={"owner": 1, "moderators": 1})
+        return to_owners(doc)
+
+    async def set_moderator(self, room: str, user_id: str, moderator: bool) -> None:
+        change = {"$addToSet" if moderator else "$pull": {"moderators": user_id}}
+        async with mongo_errors("set room role"):
+            await self.rooms.update_one({"_id": room}, change)
+
+    async def log_moderation(self, entry: dict[str, Any]) -> None:
+        async with mongo_errors("record moderation"):
+            await self.moderation.insert_one(dict(entry))
+
+    async def moderation_log(self, room: str, limit: int) -> list[dict[str, Any]]:
+        async with mongo_errors("read moderation log"):
+            cursor = self.moderation.find({"room": room}, projection={"_id": 0})
+            return await cursor.sort("at", DESCENDING).limit(limit).to_list(limit)

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from chatd.models import iso_millis, parse_iso
+from chatd.models import MESSAGE, iso_millis, parse_iso
 from chatd.store.base import NewMessage
 
 # Lift `floor` to at least ARGV[1], creating it (with the tail's expiry) when missing.
@@ -71,19 +71,19 @@ return {floor, redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT',
 
 
 def encode(m: NewMessage) -> str:
-    return json.dumps(
-        {
-            "id": m.id,
-            "seq": m.seq,
-            "user": m.user,
-            "message": m.text,
-            "timestamp": iso_millis(m.timestamp),
-            "client_id": m.client_id,
-            "client_key": m.client_key,
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    fields: dict[str, Any] = {
+        "id": m.id,
+        "seq": m.seq,
+        "user": m.user,
+        "user_id": m.user_id,
+        "message": m.text,
+        "timestamp": iso_millis(m.timestamp),
+        "client_id": m.client_id,
+        "client_key": m.client_key,
+    }
+    if m.kind != MESSAGE:
+        fields.update(kind=m.kind, target=m.target, target_seq=m.target_seq)
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
 def decode(room: str, raw: Any) -> NewMessage:
@@ -97,6 +97,10 @@ def decode(room: str, raw: Any) -> NewMessage:
         timestamp=parse_iso(d["timestamp"]),
         client_id=d["client_id"],
         client_key=d["client_key"],
+        user_id=d.get("user_id", ""),
+        kind=d.get("kind", MESSAGE),
+        target=d.get("target", ""),
+        target_seq=int(d.get("target_seq", 0)),
     )
 
 

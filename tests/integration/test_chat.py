@@ -87,8 +87,14 @@ async def test_presence_lists_every_member_sorted(server, client, room):
     ann = await client(server.url)
     await ann.join(room, "ann")
     latest = await bob.wait_for("presence", lambda p: p and p[-1]["users"] == ["ann", "bob"])
-    assert latest[-1] == {"room": room, "users": ["ann", "bob"]}
-    await ann.wait_for("presence", lambda p: p and p[-1] == {"room": room, "users": ["ann", "bob"]})
+    assert latest[-1]["room"] == room
+    assert latest[-1]["users"] == ["ann", "bob"]
+    members = latest[-1]["members"]
+    assert [m["name"] for m in members] == ["ann", "bob"]
+    assert len({m["user_id"] for m in members}) == 2
+    # bob made the room: he owns it.
+    assert [m["role"] for m in members] == ["member", "owner"]
+    await ann.wait_for("presence", lambda p: p and p[-1]["users"] == ["ann", "bob"])
 
 
 async def test_join_twice_is_idempotent_for_the_others(server, client, room):
@@ -432,7 +438,7 @@ async def test_leave_room_notifies_the_others_and_updates_presence(server, clien
     leave = next(x for x in notes if x["type"] == "leave")
     assert (leave["room"], leave["user"]) == (room, "bob")
     assert ISO_MILLIS_Z.fullmatch(leave["timestamp"])
-    await ann.wait_for("presence", lambda p: p[-1] == {"room": room, "users": ["ann"]})
+    await ann.wait_for("presence", lambda p: p[-1]["users"] == ["ann"])
     # Bob hears nothing more from the room and can no longer send to it.
     await ann.send(room, "after bob left")
     refused = await bob.send(room, "still here?")
@@ -466,7 +472,7 @@ async def test_disconnect_sends_a_leave_notification_to_the_others(server, clien
     await bob.sio.disconnect()
     notes = await ann.wait_for("notification", lambda n: any(x["type"] == "leave" for x in n))
     assert [(x["type"], x["user"]) for x in notes] == [("join", "bob"), ("leave", "bob")]
-    await ann.wait_for("presence", lambda p: p[-1] == {"room": room, "users": ["ann"]})
+    await ann.wait_for("presence", lambda p: p[-1]["users"] == ["ann"])
 
 
 async def test_typing_is_broadcast_to_the_others_only(server, client, room, mongo):
@@ -478,8 +484,8 @@ async def test_typing_is_broadcast_to_the_others_only(server, client, room, mong
     assert await ann.call("typing", {"room": room, "typing": False}) == {"ok": True}
     got = await bob.wait_for("typing", lambda t: len(t) == 2)
     assert got == [
-        {"room": room, "user": "ann", "typing": True},
-        {"room": room, "user": "ann", "typing": False},
+        {"room": room, "user": "ann", "user_id": ann.user_id, "typing": True},
+        {"room": room, "user": "ann", "user_id": ann.user_id, "typing": False},
     ]
     await asyncio.sleep(SETTLE_SECS)
     assert ann.events["typing"] == []

@@ -21,6 +21,7 @@ def make_message(**changes: object) -> Message:
         "timestamp": datetime(2026, 11, 28, 9, 48, 55, 123456, tzinfo=UTC),
         "seq": 7,
         "client_id": "c-1",
+        "user_id": "u_ann",
     }
     fields.update(changes)
     return Message(**fields)  # type: ignore[arg-type]
@@ -35,6 +36,54 @@ def test_message_to_wire_has_the_brief_field_names_and_values():
         "timestamp": "2026-11-28T09:48:55.123Z",
         "seq": 7,
         "client_id": "c-1",
+        "user_id": "u_ann",
+    }
+
+
+def test_an_edited_message_says_when_and_by_which_seq():
+    at = datetime(2026, 11, 28, 9, 50, 0, 0, tzinfo=UTC)
+    wire = make_message(message="fixed", edited_at=at, edit_seq=9).to_wire()
+    assert wire["message"] == "fixed"
+    assert wire["edited_at"] == "2026-11-28T09:50:00.000Z"
+    assert wire["edit_seq"] == 9
+
+
+def test_a_deleted_message_keeps_neither_its_text_nor_its_author():
+    wire = make_message(deleted=True, deleted_by="u_mod", message="").to_wire()
+    assert wire == {
+        "id": "665f1c0e8b3e4a5d6c7b8a90",
+        "room": "general",
+        "seq": 7,
+        "timestamp": "2026-11-28T09:48:55.123Z",
+        "deleted": True,
+        "deleted_by": "u_mod",
+    }
+
+
+def test_edit_and_delete_entries_name_the_message_they_change():
+    edit = make_message(id="e" * 24, kind="edit", target="665f1c0e8b3e4a5d6c7b8a90",
+                        target_seq=7, seq=9, message="fixed")  # fmt: skip
+    assert edit.to_wire() == {
+        "type": "edit",
+        "room": "general",
+        "id": "665f1c0e8b3e4a5d6c7b8a90",
+        "seq": 9,
+        "message": "fixed",
+        "edited_at": "2026-11-28T09:48:55.123Z",
+        "user_id": "u_ann",
+    }
+    scrubbed = make_message(kind="edit", target="t" * 24, seq=9, deleted=True, message="")
+    assert scrubbed.to_wire() == {
+        "type": "edit", "room": "general", "id": "t" * 24, "seq": 9, "deleted": True,
+    }  # fmt: skip
+    deletion = make_message(kind="delete", target="t" * 24, seq=10, user_id="u_mod", message="")
+    assert deletion.to_wire() == {
+        "type": "delete",
+        "room": "general",
+        "id": "t" * 24,
+        "seq": 10,
+        "deleted_by": "u_mod",
+        "timestamp": "2026-11-28T09:48:55.123Z",
     }
 
 
