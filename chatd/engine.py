@@ -93,6 +93,10 @@ def configure() -> None:
         library_log = logging.getLogger(name)
         if library_log.level == logging.NOTSET:
             library_log.setLevel(logging.ERROR)
+    for name in ("tornado.access", "tornado.general"):
+        library_log = logging.getLogger(name)
+        if not any(isinstance(f, _LibraryLines) for f in library_log.filters):
+            library_log.addFilter(_LibraryLines(name))
 
 
 class FastJson:
@@ -117,28 +121,20 @@ def _bounded(text: object) -> str:
     return line if len(line) <= LOG_LINE_MAX_CHARS else line[:LOG_LINE_MAX_CHARS] + "..."
 
 
-class _RefusalLog:
+class _LogBudget:
     """At most LOG_LINES_PER_WINDOW lines per window; the rest are counted in the next line."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str) -> None:
+        self.what = what
         self._window_start = 0.0
         self._lines = 0
         self._silenced = 0
 
-    def __call__(self, what: str, sid: str, detail: object) -> None:
-        if self._admit():
-            log.info("%s from %s: %s; disconnecting", what, sid, _bounded(detail))
-
-    def request(self, why: str) -> None:
-        """An Engine.IO request refused with a 400 (bad version, transport or session)."""
-        if self._admit():
-            log.info("Engine.IO request refused: %s", _bounded(why))
-
-    def _admit(self) -> bool:
+    def admit(self) -> bool:
         now = time.monotonic()
         if now - self._window_start > LOG_WINDOW_SECS:
             if self._silenced:
-                log.info("%d more protocol refusals were not logged", self._silenced)
+                log.info("%d more %s were not logged", self._silenced, self.what)
             self._window_start, self._lines, self._silenced = now, 0, 0
         if self._lines >= LOG_LINES_PER_WINDOW:
             self._silenced += 1
@@ -147,7 +143,41 @@ class _RefusalLog:
         return True
 
 
-refused = _RefusalLog()
+class _RefusalLog(_LogBudget):
+    def __call__(self, what: str, sid: str, detail: object) -> None:
+        if self.admit():
+            log.info("%s from %s: %s; disconnecting", what, sid, _bounded(detail))
+
+    def request(self, why: str) -> None:
+        """An Engine.IO request refused with a 400 (bad version, transport or session)."""
+        if self.admit():
+            log.info("Engine.IO request refused: %s", _bounded(why))
+
+
+refused = _RefusalLog("protocol refusals")
+# A client that opens polling sessions and walks away costs one line each otherwise.
+idle_closes = _LogBudget("closed polling sessions")
+
+
+class _LibraryLines(logging.Filter):
+    """Tornado writes a line for every refused request: `tornado.access` each 4xx with its
+    whole URI (up to the 64 KB header limit), `tornado.general` each malformed HTTP message or
+    WebSocket handshake. Below ERROR, at most LOG_LINES_PER_WINDOW of them pass per window,
+    each cut to LOG_LINE_MAX_CHARS; errors (5xx, uncaught exceptions) all pass, whole."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.budget = _LogBudget(f"{name} lines")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        if not self.budget.admit():
+            return False
+        text = record.getMessage()
+        if len(text) > LOG_LINE_MAX_CHARS:
+            record.msg, record.args = text[:LOG_LINE_MAX_CHARS] + "...", ()
+        return True
 
 
 def malformed_frame(message: str | bytes) -> str | None:
@@ -452,7 +482,8 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         idle = time.monotonic() - self.last_poll
         heartbeat = self.server.ping_interval + self.server.ping_timeout
         if not self.upgraded and not self.polls and idle > heartbeat and not self.closed:
-            log.info("%s stopped polling %.0f s ago: closing", self.sid, idle)
+            if idle_closes.admit():
+                log.info("%s stopped polling %.0f s ago: closing", self.sid, idle)
             await self.close(wait=False, abort=True, reason=self.server.reason.PING_TIMEOUT)
             return False
         return bool(await super().check_ping_timeout())
@@ -496,6 +527,19 @@ class ChatEngine(engineio.AsyncServer):  # type: ignore[misc]
 
     def generate_id(self) -> str:
         return self.sid_prefix + secrets.token_urlsafe(SID_RANDOM_BYTES)
+
+    async def handle_request(self, *args: Any, **kwargs: Any) -> Any:
+        # Engine.IO's POST path looks the session up without catching the KeyError it raises
+        # for one closed but not yet forgotten (a client `ChatServer.drop` closed, posting
+        # again): a 500 with a traceback logged at ERROR, per request. Forgotten first, such
+        # a POST gets Engine.IO's 400 for an unknown session, as a GET does.
+        request = getattr(args[0], "request", None) if args else None
+        if request is not None and request.method == "POST":
+            sid = args[0].get_query_argument("sid", None)
+            sock = self.sockets.get(sid) if sid else None
+            if sock is not None and sock.closed:
+                del self.sockets[sid]
+        return await super().handle_request(*args, **kwargs)
 
     def _log_error_once(self, message: str, message_key: str) -> None:
         # Engine.IO logs each kind of bad request at ERROR the first time (with the client's

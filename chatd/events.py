@@ -52,6 +52,12 @@ PRESENCE_INTERVAL_SECS = 0.5
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
 
+def refusal(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """A refused handshake as Socket.IO clients read it: `connect_error` with the message,
+    and `data: {code, message}` (err.data in socket.io-client)."""
+    return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
+
+
 def iso_epoch(epoch: float) -> str:
     return iso_millis(datetime.fromtimestamp(epoch, UTC))
 
@@ -86,12 +92,14 @@ class Session:
         return self.typing.take()
 
     def author(self, room: str) -> Author:
-        """Who sends to `room`: the connection's name there, scoped by identity when the
-        identity may have other connections, else by name (so a stock client's retry after
-        a reconnect, a new identity, still finds its message)."""
+        """Who sends to `room`: the connection's name there, and the scope of its client_ids:
+        the identity when a login vouches for it (its `name` is fixed), else the name, as
+        before identities: a stock client's retry after a reconnect, where it is a new
+        identity, still finds its message, and in open mode a name is no easier to claim
+        than a token is to get."""
         name = self.joined[room]
         identity = self.identity
-        scope = identity_scope(identity.user_id) if identity.presented else name
+        scope = identity_scope(identity.user_id) if identity.name is not None else name
         return Author(name=name, user_id=identity.user_id, scope=scope)
 
     def check_not_muted(self, room: str) -> None:
@@ -209,18 +217,14 @@ class Events:
         cap = self._settings.limits_connections_per_ip
         if cap and self._per_address.get(address, 0) >= cap:
             log.info("connection from %s refused: %d already open on this worker", address, cap)
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "too_many_connections", "message": "too many connections from here"}
-            )
+            raise refusal("too_many_connections", "too many connections from here")
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             identity = await self._auth.identify(token)
         except ChatError as exc:
             self._metrics.errors.labels(exc.code).inc()
             log.info("connection from %s refused: %s %s", address, exc.code, exc.message)
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": exc.code, "message": exc.message}
-            ) from None
+            raise refusal(exc.code, exc.message) from None
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self._sessions[sid] = Session(
             address=address,

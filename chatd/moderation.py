@@ -73,6 +73,9 @@ class Moderation:
         self._redis = redis
         self._prefix = prefix
         self._cache: dict[str, tuple[float, Owners]] = {}
+        # Bumped by every forget: a read that started before a change must not cache what it
+        # read after the change cleared the cache.
+        self._generation = 0
 
     def _key(self, what: str, room: str, user_id: str) -> str:
         return f"{self._prefix}:{what}:{{{room}}}:{user_id}"
@@ -82,13 +85,16 @@ class Moderation:
         now = time.monotonic()
         if cached is not None and now - cached[0] < ROLES_CACHE_SECS:
             return cached[1]
+        generation = self._generation
         owners = await self._store.owners(room)
-        if len(self._cache) >= ROLES_CACHE_MAX:
-            self._cache.clear()
-        self._cache[room] = (now, owners)
+        if generation == self._generation:
+            if len(self._cache) >= ROLES_CACHE_MAX:
+                self._cache.clear()
+            self._cache[room] = (now, owners)
         return owners
 
     def forget(self, room: str) -> None:
+        self._generation += 1
         self._cache.pop(room, None)
 
     async def role(self, room: str, identity: Identity) -> str:
