@@ -152,8 +152,9 @@ class Chat:
 
     async def delete(
         self, author: Author, may_moderate: bool, request: DeleteRequest
-    ) -> SendResult:
-        """The author deletes, and so do the room's owner and moderators."""
+    ) -> tuple[SendResult, Message]:
+        """The author deletes, and so do the room's owner and moderators. Answers the
+        deletion and the message it deleted."""
         target = await self._target(request.room, request.id)
         if not may_moderate and (not author.user_id or target.user_id != author.user_id):
             raise Forbidden("only the author or a moderator may delete a message")
@@ -164,7 +165,7 @@ class Chat:
             )
         )  # fmt: skip
         await self._store.amend(target, result.message)
-        return result
+        return result, target
 
     async def _target(self, room: str, id: str) -> Message:
         target = await self._store.find_message(room, id)

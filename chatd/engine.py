@@ -185,7 +185,8 @@ def malformed_frame(message: str | bytes) -> str | None:
     before Engine.IO decodes it, which raises on such frames outside any handler."""
     if isinstance(message, bytes):
         return None  # a binary MESSAGE: Socket.IO refuses it with the other binary packets
-    if not message or not message[0].isdigit():
+    # ASCII digits only: str.isdigit() is true of "³" and other digits int() refuses.
+    if not message or not "0" <= message[0] <= "9":
         return "not an Engine.IO packet"
     kind = int(message[0])
     if kind in CLIENT_PACKET_TYPES or message == "2probe":
@@ -628,9 +629,14 @@ class ChatServer(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_eio_connect(eio_sid, kept)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        # Binary packets are refused: the chat protocol is JSON only.
-        if not isinstance(data, str) or data[:1] in ("5", "6"):
+        # Binary packets are refused: the chat protocol is JSON only. Engine.IO hands over a
+        # MESSAGE whose text parses as JSON (`4{}`, `4[1]`, `4true`, `4null`) decoded: no
+        # Socket.IO packet is one, and slicing it for the log line raised TypeError.
+        if isinstance(data, bytes) or (isinstance(data, str) and data[:1] in ("5", "6")):
             await self.drop(eio_sid, "binary packet", data[:32])
+            return
+        if not isinstance(data, str):
+            await self.drop(eio_sid, "malformed packet", f"JSON {type(data).__name__}")
             return
         try:
             await super()._handle_eio_message(eio_sid, data)

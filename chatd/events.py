@@ -403,10 +403,15 @@ class Events:
             raise NotJoined(f"join room {request.room!r} first")
         await self._take_send(session)
         role = await self._mod.role(request.room, session.identity)
-        result = await self._chat.delete(
+        result, target = await self._chat.delete(
             session.author(request.room), moderation.may_moderate(role), request
         )
         deletion = result.message
+        if target.user_id != session.identity.user_id and not result.duplicate:
+            # Removing someone else's message is a moderation action: kept, and told.
+            await self._moderated(
+                session, request.room, "delete", target.user_id, target.user, message=target.id
+            )
         return protocol.ok(id=deletion.target, seq=deletion.seq, duplicate=result.duplicate)
 
     # -- moderation ---------------------------------------------------------------------------
@@ -495,6 +500,7 @@ class Events:
             "unmute": f"{name} can write again ({by_name})",
             "kick": f"{name} was removed from the room by {by_name}",
             "role": f"{name} is now a {details.get('role')} ({by_name})",
+            "delete": f"a message of {name} was deleted by {by_name}",
         }
         await self._sio.emit(
             protocol.NOTIFICATION,
