@@ -1,11 +1,17 @@
 // chatd browser client: wires the parts together. Rooms and their messages: rooms.js
-// (with outbox.js, render.js, messages.js); the connection: connection.js; the room list:
-// sidebar.js; the room on screen: pane.js; the message box: composer.js; dialogs and
-// toasts: dialogs.js; mentions outside the page: notify.js. All user text goes in as text.
+// (with outbox.js, render.js, messages.js); the connection: connection.js; who you are:
+// identity.js; the room list: sidebar.js; the room on screen: pane.js; the message box:
+// composer.js; the menus on messages and people: message-actions.js, member-actions.js
+// (with menu.js); dialogs and toasts: dialogs.js; mentions outside the page: notify.js.
+// All user text goes in as text.
 import { Composer } from "./composer.js";
 import { Connection } from "./connection.js";
-import { Toast, WelcomeDialog } from "./dialogs.js";
+import { AskDialog, Toast, WelcomeDialog } from "./dialogs.js";
+import { apiFetch, identity } from "./identity.js";
 import { DEFAULT_LIMITS, canonicalName, loadLimits, nameProblem } from "./limits.js";
+import { MemberActions } from "./member-actions.js";
+import { PopupMenu } from "./menu.js";
+import { MessageActions } from "./message-actions.js";
 import { Notifier, pageTitle } from "./notify.js";
 import { RoomPane } from "./pane.js";
 import { Rooms } from "./rooms.js";
@@ -31,7 +37,13 @@ const ui = {
   welcomeNameHelp: $("welcome-name-help"), welcomeRoom: $("welcome-room"),
   welcomeRoomField: $("welcome-room-field"), welcomeError: $("welcome-error"),
   welcomeCancel: $("welcome-cancel"), welcomeSubmit: $("welcome-submit"),
+  ask: $("ask"), askForm: $("ask-form"), askTitle: $("ask-title"), askText: $("ask-text"),
+  askMinutesField: $("ask-minutes-field"), askMinutes: $("ask-minutes"),
+  askError: $("ask-error"), askCancel: $("ask-cancel"), askConfirm: $("ask-confirm"),
 };
+
+// A login brought us here with #token=...: keep it, and take it out of the address bar.
+identity.takeFromAddress();
 
 const app = {
   username: storage.get("username", ""),
@@ -40,7 +52,7 @@ const app = {
   signedIn: false, // the server accepted the name at least once
 };
 
-const conn = new Connection(window.io);
+const conn = new Connection(window.io, identity);
 const toast = new Toast(ui);
 const pane = new RoomPane(ui, { onNearTop: (room) => rooms.loadOlder(room) });
 const directory = new Directory(() => changed());
@@ -61,6 +73,8 @@ const rooms = new Rooms(conn, () => app.username, {
     error: `The server refused the name “${app.username}”: ${message}`,
   }),
   error: (text) => toast.show(text),
+  session: () => sessionChanged(),
+  limits: () => app.limits,
 });
 const notifier = new Notifier(ui.notify, (name) => enter(name));
 const composer = new Composer(ui, {
@@ -78,6 +92,10 @@ const sidebar = new Sidebar(ui, {
   refilter: () => renderSidebar(),
 });
 const welcome = new WelcomeDialog(ui, submitWelcome);
+const menu = new PopupMenu();
+const ask = new AskDialog(ui);
+new MessageActions(ui, { rooms, menu, ask, limits: () => app.limits });
+new MemberActions(ui, { rooms, menu, ask, toast });
 
 // ---------------------------------------------------------------- what changes together
 
@@ -99,7 +117,7 @@ function renderTitle() {
 
 /** Rooms, unread counts, presence or the room on screen changed. */
 function changed() {
-  composer.setRoom(rooms.currentName);
+  composer.setRoom(rooms.currentName, rooms.blockedReason(rooms.current));
   renderTitle();
   renderSidebarSoon();
 }
@@ -111,6 +129,10 @@ function renderBanner(status) {
   if (status === "online") {
     ui.banner.hidden = true;
     ui.banner.textContent = "";
+  } else if (status === "signin") {
+    ui.banner.hidden = false;
+    ui.banner.textContent = "This chat needs you to sign in: open it from your sign-in page," +
+      " which brings you back here signed in.";
   } else if (status === "offline") {
     ui.banner.hidden = false;
     ui.banner.textContent = "You are offline." + later;
@@ -198,6 +220,25 @@ async function submitWelcome({ name: typedName, room: typedRoom, first }) {
   return "";
 }
 
+/**
+ * The server said who this page is. In sign-in mode the login's token fixes the name: it is
+ * shown, used, and cannot be changed here.
+ */
+function sessionChanged() {
+  const name = identity.fixedName;
+  ui.changeName.hidden = Boolean(name);
+  if (!name) return;
+  if (name !== app.username) {
+    app.username = name;
+    storage.set("username", name);
+    renderMe();
+  }
+  if (!app.started) {
+    welcome.close();
+    start();
+  }
+}
+
 function renderMe() {
   ui.meName.textContent = app.username;
   ui.meAvatar.textContent = initial(app.username || "?");
@@ -231,7 +272,7 @@ ui.changeName.addEventListener("click", () => welcome.show({
 }));
 
 welcome.setRule(app.limits.name_rule);
-loadLimits().then((limits) => {
+loadLimits(apiFetch).then((limits) => {
   app.limits = limits;
   composer.setLimit(limits.message_chars);
   welcome.setRule(limits.name_rule);
@@ -295,6 +336,9 @@ document.addEventListener("keydown", (event) => {
 });
 
 if (app.username && !nameProblem(app.username, "name", app.limits.username_chars)) {
+  start();
+} else if (identity.signIn) {
+  // Sign-in mode: the name comes with the session, no need to ask for one.
   start();
 } else {
   app.username = "";

@@ -34,12 +34,15 @@ export class Composer {
     this.update();
   }
 
-  /** Enable for `room` (a name), or disable with no room. */
-  setRoom(name) {
+  /** Enable for `room` (a name), or disable with no room, or saying why (`blocked`). */
+  setRoom(name, blocked = "") {
     const { ui } = this;
-    ui.input.disabled = !name;
-    ui.send.disabled = !name;
-    if (name) {
+    ui.input.disabled = !name || Boolean(blocked);
+    ui.send.disabled = ui.input.disabled;
+    if (name && blocked) {
+      ui.input.placeholder = blocked;
+      ui.messageLabel.textContent = `Message #${name}: ${blocked}`;
+    } else if (name) {
       ui.input.placeholder = `Message #${truncate(name, PLACEHOLDER_ROOM_CHARS)}`;
       ui.messageLabel.textContent = `Message #${name}`;
     } else {

@@ -1,4 +1,5 @@
-// The welcome / change-name dialog and the error toast.
+// The welcome / change-name dialog, the question dialog (confirm a deletion or a kick, how
+// long to mute someone) and the error toast.
 
 const TOAST_MS = 8_000;
 
@@ -97,5 +98,77 @@ export class WelcomeDialog {
 
   close() {
     if (this.ui.welcome.open) this.ui.welcome.close();
+  }
+}
+
+/**
+ * Asks before something that cannot be undone, or for how many minutes. `ask(options)`
+ * resolves once it is closed; `options.run(values)` does the thing and answers "" (done:
+ * close) or why it failed (shown in the dialog, which stays open to try again).
+ */
+export class AskDialog {
+  constructor(ui) {
+    this.ui = ui;
+    this.run = null;
+    this.done = null;
+    ui.askCancel.addEventListener("click", () => ui.ask.close());
+    ui.ask.addEventListener("close", () => {
+      const done = this.done;
+      this.done = null;
+      this.run = null;
+      if (done) done();
+    });
+    ui.askForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (!this.run) return;
+      const values = {};
+      if (!ui.askMinutesField.hidden) {
+        const minutes = Number(ui.askMinutes.value);
+        if (!Number.isInteger(minutes) || minutes < this.minMinutes || minutes > this.maxMinutes) {
+          showFieldError(ui.askError,
+            `Enter a whole number of minutes from ${this.minMinutes} to ${this.maxMinutes}.`);
+          ui.askMinutes.focus();
+          return;
+        }
+        values.minutes = minutes;
+      }
+      ui.askConfirm.disabled = true;
+      let problem = "";
+      try {
+        problem = await this.run(values);
+      } finally {
+        ui.askConfirm.disabled = false;
+      }
+      if (problem) showFieldError(ui.askError, problem);
+      else ui.ask.close();
+    });
+  }
+
+  /**
+   * `title`, `text`, `confirm` (the button's label), `danger` (it destroys something),
+   * `minutes` ({value, min, max}: ask for a number of minutes), `run(values)`.
+   */
+  ask({ title, text, confirm, danger = false, minutes = null, run }) {
+    const { ui } = this;
+    if (ui.ask.open) ui.ask.close();
+    ui.askTitle.textContent = title;
+    ui.askText.textContent = text;
+    ui.askConfirm.textContent = confirm;
+    ui.askConfirm.classList.toggle("danger", danger);
+    ui.askMinutesField.hidden = !minutes;
+    if (minutes) {
+      this.minMinutes = minutes.min;
+      this.maxMinutes = minutes.max;
+      ui.askMinutes.min = String(minutes.min);
+      ui.askMinutes.max = String(minutes.max);
+      ui.askMinutes.value = String(minutes.value);
+    }
+    showFieldError(ui.askError, "");
+    this.run = run;
+    return new Promise((resolve) => {
+      this.done = resolve;
+      ui.ask.showModal();
+      (minutes ? ui.askMinutes : ui.askConfirm).focus();
+    });
   }
 }

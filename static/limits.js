@@ -6,6 +6,7 @@ export const DEFAULT_LIMITS = Object.freeze({
   room_chars: 64,
   username_chars: 32,
   name_rule: "Letters, digits, spaces, '-', '.' and '_'.",
+  edit_minutes: 15, // how long its author may edit a message (0: no edits)
 });
 
 /** The limits in `body`, each one that is missing or malformed replaced by its default. */
@@ -15,6 +16,9 @@ export function parseLimits(body) {
   for (const key of ["message_chars", "room_chars", "username_chars"]) {
     const value = body[key];
     if (Number.isInteger(value) && value > 0) limits[key] = value;
+  }
+  if (Number.isInteger(body.edit_minutes) && body.edit_minutes >= 0) {
+    limits.edit_minutes = body.edit_minutes;
   }
   if (typeof body.name_rule === "string" && body.name_rule.trim()) {
     limits.name_rule = body.name_rule.trim();

@@ -1,7 +1,9 @@
 // One room's timeline as data: confirmed messages in seq order and never twice, join/leave
 // notices where they happened, and pending (unsent) messages at the bottom until their ack
-// gives them a seq. Pure: no DOM, so Node's test runner checks the ordering rules; the
-// renderer (render.js) mirrors every change into the page.
+// gives them a seq. Edits and deletions take seqs of their own (docs/identities.md): they
+// change a message in place and count as seen, so they never look like a gap. Pure: no
+// DOM, so Node's test runner checks the ordering rules; the renderer (render.js) mirrors
+// every change into the page.
 import { dayKey } from "./time.js";
 
 // Consecutive messages from one person within this long share one header.
@@ -9,10 +11,18 @@ export const GROUP_GAP_MS = 5 * 60 * 1000;
 
 let noticeCount = 0;
 
+/** Whether two entries are by the same person: the same identity, not just the same name. */
+export function sameAuthor(a, b) {
+  if (a.own !== b.own) return false;
+  if (a.userId && b.userId) return a.userId === b.userId;
+  return a.user === b.user;
+}
+
 /** True when `entry` continues `prev`'s group: same person, same day, shortly after. */
 export function continues(prev, entry) {
   if (!prev || prev.kind === "notice" || entry.kind === "notice") return false;
-  return prev.user === entry.user && Math.abs(entry.time - prev.time) < GROUP_GAP_MS &&
+  if (prev.deleted || entry.deleted) return false;
+  return sameAuthor(prev, entry) && Math.abs(entry.time - prev.time) < GROUP_GAP_MS &&
     dayKey(new Date(prev.time)) === dayKey(new Date(entry.time));
 }
 
@@ -27,6 +37,7 @@ export class Timeline {
     this.bySeq = new Map();
     this.byId = new Map();
     this.byClientId = new Map(); // pending entries
+    this.seen = new Set(); // every seq accounted for: messages, edits and deletions
     this.minSeq = Infinity;
     this.maxSeq = 0;
   }
@@ -62,16 +73,62 @@ export class Timeline {
   /** Add a confirmed message in seq order; returns its entry, or null for a duplicate. */
   addMessage(msg, own) {
     if (this.has(msg)) return null;
+    const deleted = msg.deleted === true;
     const entry = {
-      kind: "msg", key: `m:${msg.id}`, id: msg.id, seq: msg.seq, user: msg.user,
-      text: msg.message, time: Date.parse(msg.timestamp), clientId: msg.client_id || "",
-      own: Boolean(own), msg,
+      kind: "msg", key: `m:${msg.id}`, id: msg.id, seq: msg.seq,
+      user: deleted ? "" : msg.user, userId: deleted ? "" : msg.user_id || "",
+      text: deleted ? "" : msg.message, time: Date.parse(msg.timestamp),
+      clientId: msg.client_id || "", own: Boolean(own) && !deleted, deleted,
+      editSeq: Number.isInteger(msg.edit_seq) ? msg.edit_seq : 0,
+      editedAt: typeof msg.edited_at === "string" ? msg.edited_at : null, msg,
     };
     this.entries.splice(this.#slot(entry), 0, entry);
     this.bySeq.set(entry.seq, entry);
     this.byId.set(entry.id, entry);
-    this.minSeq = Math.min(this.minSeq, entry.seq);
-    this.maxSeq = Math.max(this.maxSeq, entry.seq);
+    this.markSeen(entry.seq);
+    return entry;
+  }
+
+  /** Account for `seq` (of any entry); true when it was not seen before. */
+  markSeen(seq) {
+    if (!Number.isInteger(seq) || this.seen.has(seq)) return false;
+    this.seen.add(seq);
+    this.minSeq = Math.min(this.minSeq, seq);
+    this.maxSeq = Math.max(this.maxSeq, seq);
+    return true;
+  }
+
+  /**
+   * An edit entry or a `messageEdited` event. It changes the message only when it is newer
+   * than the message's own state (a message entry already shows its newest edit); returns
+   * the changed entry, or null when nothing shown changed.
+   */
+  applyEdit(edit) {
+    this.markSeen(edit.seq);
+    const entry = this.byId.get(edit.id);
+    if (!entry || entry.kind !== "msg" || entry.deleted || edit.deleted === true) return null;
+    if (typeof edit.message !== "string") return null;
+    if (Number.isInteger(edit.seq) && edit.seq <= entry.editSeq) return null;
+    entry.text = edit.message;
+    entry.editSeq = Number.isInteger(edit.seq) ? edit.seq : entry.editSeq;
+    entry.editedAt = typeof edit.edited_at === "string" ? edit.edited_at : entry.editedAt;
+    entry.msg = { ...entry.msg, message: edit.message, edit_seq: entry.editSeq,
+      edited_at: entry.editedAt };
+    return entry;
+  }
+
+  /** A deletion entry or a `messageDeleted` event: always applies. The changed entry or null. */
+  applyDelete(deletion) {
+    this.markSeen(deletion.seq);
+    const entry = this.byId.get(deletion.id);
+    if (!entry || entry.kind !== "msg" || entry.deleted) return null;
+    entry.deleted = true;
+    entry.text = "";
+    entry.user = "";
+    entry.userId = "";
+    entry.own = false;
+    entry.msg = { id: entry.id, room: entry.msg.room, seq: entry.seq,
+      timestamp: entry.msg.timestamp, deleted: true, deleted_by: deletion.deleted_by };
     return entry;
   }
 
@@ -115,6 +172,23 @@ export class Timeline {
     return entry;
   }
 
+  /**
+   * Who "you" are became known or changed (the `session` came after some history): the
+   * messages whose own-ness `isMine(msg)` now answers differently.
+   */
+  reown(isMine) {
+    const changed = [];
+    for (const entry of this.entries) {
+      if (entry.kind !== "msg" || entry.deleted) continue;
+      const own = Boolean(isMine(entry.msg));
+      if (own !== entry.own) {
+        entry.own = own;
+        changed.push(entry);
+      }
+    }
+    return changed;
+  }
+
   /** The first confirmed message after `seq` that someone else wrote (unread divider). */
   firstUnreadAfter(seq) {
     let found = null;
@@ -130,7 +204,7 @@ export class Timeline {
   /** The highest seq such that every seq from `from` + 1 up to it is here. */
   contiguousFrom(from) {
     let seq = from;
-    while (this.bySeq.has(seq + 1)) seq += 1;
+    while (this.seen.has(seq + 1)) seq += 1;
     return seq;
   }
 

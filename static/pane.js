@@ -1,6 +1,6 @@
 // The room on screen: its header (name, who is online), the scrolling message list with
 // its top edge ("Load earlier messages", "the very beginning"), the jump-to-newest button
-// and the typing line.
+// and the typing line. On a message, → reaches its menu button and Enter opens it.
 import { el, hueClass, initial } from "./util.js";
 
 const NEAR_BOTTOM_PX = 80;
@@ -50,28 +50,33 @@ export class RoomPane {
     ui.typing.textContent = "";
   }
 
-  /** Title and presence. `connected` false: who is online is unknown, so none is shown. */
-  renderHeader(me, connected) {
+  /**
+   * Title and presence. `people`: Rooms.people(room), one per identity online, each with
+   * its label, whether it is you, its role and what you may do to it (a button then opens
+   * that menu). `connected` false: who is online is unknown, so none is shown.
+   */
+  renderHeader(people, connected) {
     const { ui, room } = this;
     if (!room) return;
     ui.title.textContent = `#${room.name}`;
     const known = connected && room.member.live;
-    const users = known ? room.presence.sorted() : [];
+    const shown = known ? people : [];
     ui.online.className = "room-online";
     if (known) {
-      ui.online.textContent = `${users.length} online`;
-      if (users.length) ui.online.classList.add("is-online");
+      ui.online.textContent = `${shown.length} online`;
+      if (shown.length) ui.online.classList.add("is-online");
+    } else if (room.standing.kicked) {
+      ui.online.textContent = "You were removed from this room";
+      ui.online.classList.add("unknown");
     } else {
       ui.online.textContent = connected ? "Joining…" : "Not connected: who is online is unknown";
       ui.online.classList.add("unknown");
     }
-    ui.onlineList.replaceChildren(...users.map((user) => {
-      const li = el("li", `person ${hueClass(user)}`);
-      const dot = el("span", "avatar small", initial(user));
-      dot.setAttribute("aria-hidden", "true");
-      li.append(dot, el("span", "person-name", user === me ? `${user} (you)` : user));
-      return li;
-    }));
+    // Re-rendering replaces the buttons; keep keyboard focus on the same person.
+    const focused = ui.onlineList.contains(document.activeElement)
+      ? document.activeElement.dataset.userId : undefined;
+    ui.onlineList.replaceChildren(...shown.map((person) => personItem(person)));
+    if (focused) ui.onlineList.querySelector(`button[data-user-id="${CSS.escape(focused)}"]`)?.focus();
   }
 
   renderTyping() {
@@ -148,6 +153,9 @@ export class RoomPane {
   /** Up and Down move between messages (each can take focus, which shows its time). */
   #keydown(event) {
     const { scroller, input } = this.ui;
+    // Keys in a message being edited are the editor's.
+    if (event.target.closest?.(".edit-form")) return;
+    if (this.#menuKey(event)) return;
     if (event.key === "Escape") {
       event.preventDefault();
       input.focus();
@@ -169,6 +177,24 @@ export class RoomPane {
     if (active === scroller && i === items.length - 1) this.ui.jump.hidden = true;
   }
 
+  /** → from a message to its menu button, ← back; Enter on a message opens its menu. */
+  #menuKey(event) {
+    const target = event.target;
+    if (event.altKey || event.ctrlKey || event.metaKey || !target.closest) return false;
+    const button = target.classList.contains("msg") ? visibleMenuButton(target) : null;
+    if (button && event.key === "ArrowRight") {
+      button.focus();
+    } else if (button && event.key === "Enter") {
+      button.click();
+    } else if (target.classList.contains("msg-menu") && event.key === "ArrowLeft") {
+      target.closest(".msg").focus();
+    } else {
+      return false;
+    }
+    event.preventDefault();
+    return true;
+  }
+
   #lastInView(items) {
     const bottom = this.ui.scroller.getBoundingClientRect().bottom;
     for (let i = items.length - 1; i >= 0; i--) {
@@ -176,4 +202,32 @@ export class RoomPane {
     }
     return items.length - 1;
   }
+}
+
+function visibleMenuButton(message) {
+  const button = message.querySelector(":scope .msg-menu");
+  return button && button.checkVisibility() ? button : null;
+}
+
+/** One person in the online list: a button opening their menu when there is one. */
+function personItem(person) {
+  const li = el("li", `person ${hueClass(person.user_id || person.name)}`);
+  const dot = el("span", "avatar small", initial(person.name));
+  dot.setAttribute("aria-hidden", "true");
+  const text = person.you ? `${person.label} (you)` : person.label;
+  const role = ["owner", "moderator", "admin"].includes(person.role) ? person.role : "";
+  let holder = li;
+  if (person.actions.length) {
+    holder = el("button", "person-button");
+    holder.type = "button";
+    holder.dataset.userId = person.user_id;
+    holder.setAttribute("aria-haspopup", "menu");
+    holder.setAttribute("aria-expanded", "false");
+    holder.title = `Moderate ${person.label}`;
+    li.append(holder);
+  }
+  holder.append(dot, el("span", "person-name", text));
+  if (role) holder.append(el("span", "person-role", role === "moderator" ? "mod" : role));
+  if (person.user_id) li.dataset.userId = person.user_id;
+  return li;
 }

@@ -1,6 +1,7 @@
 // A room's message list in the DOM, mirroring its Timeline (messages.js): one <li> per
 // entry, with date separators and the "new messages" divider as <li>s of their own just
-// above the entry they belong to. User text only ever enters as text nodes; links are
+// above the entry they belong to; an edited message is drawn again with an "edited" mark, a
+// deleted one as "message deleted". User text only ever enters as text nodes; links are
 // <a> elements built here for http(s) addresses only.
 import { Timeline, continues, startsDay } from "./messages.js";
 import { splitLinks } from "./links.js";
@@ -42,8 +43,9 @@ function setTime(time, ms) {
 
 export class RoomView {
   /**
-   * `context()` answers {me, names}: who "you" are and the names worth recognising after an
-   * "@" (names may contain spaces).
+   * `context()` answers {me, names, label}: who "you" are, the names worth recognising
+   * after an "@" (names may contain spaces), and label(userId, name), how to show an author
+   * (with a tag when two people in the room share the name).
    */
   constructor(room, context) {
     this.room = room;
@@ -109,10 +111,47 @@ export class RoomView {
     const old = entry && this.nodes.get(entry.key);
     if (!old) return null;
     const node = this.#render(entry);
-    node.className = old.className;
+    const hadFocus = old.contains(document.activeElement);
     old.replaceWith(node);
     this.nodes.set(entry.key, node);
+    // Grouping under one header depends on both neighbours (a deleted one ends a group).
+    this.#decorate(entry);
+    const { next } = this.timeline.neighbours(entry);
+    if (next) this.#decorate(next);
+    if (hadFocus) node.focus();
     return node;
+  }
+
+  /**
+   * An edit or a deletion (a live event, an ack, or an entry of a history page). Its seq
+   * counts as seen either way; answers the redrawn element, or null when nothing shown
+   * changed (an older edit, or a message not loaded).
+   */
+  applyChange(change) {
+    const entry = change.type === "delete"
+      ? this.timeline.applyDelete(change)
+      : this.timeline.applyEdit(change);
+    return entry ? this.rerender(entry.id) : null;
+  }
+
+  /** Own-ness is known now (or changed): redraw the messages it changes. */
+  reown(isMine) {
+    for (const entry of this.timeline.reown(isMine)) this.rerender(entry.id);
+  }
+
+  /** Someone sharing a name came or went: show each author with the label that tells them apart. */
+  relabel() {
+    const { label } = this.context();
+    for (const entry of this.timeline.entries) {
+      if (entry.kind !== "msg" || entry.own || entry.deleted) continue;
+      const author = this.nodes.get(entry.key)?.querySelector(".author");
+      if (author) author.textContent = label(entry.userId, entry.user);
+    }
+  }
+
+  /** Moderators get the message menu on everyone's messages, others only on their own. */
+  setModerating(on) {
+    this.list.classList.toggle("moderating", Boolean(on));
   }
 
   /** Put the "new messages" divider above the first message after `seq` (none: remove). */
@@ -212,10 +251,13 @@ export class RoomView {
       node.append(time);
       return node;
     }
+    if (entry.deleted) return this.#renderDeleted(entry);
     const context = this.context();
-    const node = el("li", `msg ${hueClass(entry.user)}${entry.own ? " own" : ""}`);
+    // The colour follows the identity, so two people called "sam" differ at a glance too.
+    const node = el("li", `msg ${hueClass(entry.userId || entry.user)}${entry.own ? " own" : ""}`);
     node.tabIndex = -1;
     node.dataset.user = entry.user;
+    if (entry.userId) node.dataset.userId = entry.userId;
     if (entry.kind === "msg") {
       node.dataset.seq = String(entry.seq);
       node.dataset.id = entry.id;
@@ -227,11 +269,18 @@ export class RoomView {
     avatar.setAttribute("aria-hidden", "true");
     const bubble = el("div", "bubble");
     const meta = el("div", "meta");
-    const author = el("span", "author", entry.own ? "You" : entry.user);
-    if (entry.own) author.title = entry.user;
+    const shownAs = entry.own ? "You" : context.label(entry.userId, entry.user);
+    const author = el("span", "author", shownAs);
+    if (entry.own || shownAs !== entry.user) author.title = entry.user;
     const time = el("time");
     setTime(time, entry.time);
     meta.append(author, " ", time);
+    if (entry.editedAt) {
+      const edited = el("span", "edited", "(edited)");
+      edited.title = `Edited ${fullTime(new Date(entry.editedAt))}`;
+      meta.append(" ", edited);
+    }
+    if (entry.kind === "msg") meta.append(menuButton(entry.own ? "your message" : shownAs));
     const text = el("p", "text");
     text.append(richText(entry.text, context));
     if (!entry.own && text.querySelector(".mention.you")) node.classList.add("mentions-me");
@@ -239,4 +288,33 @@ export class RoomView {
     node.append(avatar, bubble);
     return node;
   }
+
+  /** What is left of a deleted message: its place and time, no text and no author. */
+  #renderDeleted(entry) {
+    const node = el("li", "msg deleted");
+    node.tabIndex = -1;
+    node.dataset.seq = String(entry.seq);
+    node.dataset.id = entry.id;
+    const avatar = el("span", "avatar", "×");
+    avatar.setAttribute("aria-hidden", "true");
+    const bubble = el("div", "bubble");
+    const meta = el("div", "meta");
+    const time = el("time");
+    setTime(time, entry.time);
+    meta.append(time);
+    bubble.append(meta, el("p", "text deleted-text", "message deleted"));
+    node.append(avatar, bubble);
+    return node;
+  }
+}
+
+/** The button that opens a message's menu (Edit, Delete); → reaches it from the message. */
+function menuButton(whose) {
+  const button = el("button", "msg-menu", "⋯");
+  button.type = "button";
+  button.tabIndex = -1;
+  button.setAttribute("aria-haspopup", "menu");
+  button.setAttribute("aria-expanded", "false");
+  button.setAttribute("aria-label", `Actions for ${whose}`);
+  return button;
 }

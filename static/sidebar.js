@@ -2,6 +2,7 @@
 // other rooms on the server (GET api/rooms), with online counts and last activity, and a
 // filter box once there are many. Each list is one stop for Tab; the arrow keys, Home and
 // End move within it (a roving tabindex), so the message box stays a few Tabs away.
+import { apiFetch } from "./identity.js";
 import { relativeTime } from "./time.js";
 import { debounce, el } from "./util.js";
 
@@ -19,7 +20,7 @@ export class Directory {
 
   async refresh() {
     try {
-      const res = await fetch("api/rooms", { headers: { Accept: "application/json" } });
+      const res = await apiFetch("api/rooms");
       if (!res.ok) return;
       const body = await res.json();
       if (Array.isArray(body.rooms)) this.rooms = body.rooms;

@@ -270,7 +270,8 @@ async def test_unknown_and_operator_keys_beside_valid_fields_are_ignored_not_sto
     [doc] = list(mongo[MESSAGES].find({"room": room}))
     assert (doc["user"], doc["message"], doc["seq"]) == ("ann", "plain", 1)
     assert set(doc) == {
-        "_id", "room", "seq", "user", "message", "timestamp", "client_id", "client_key"
+        "_id", "room", "seq", "user", "user_id", "message", "timestamp", "client_id",
+        "client_key",
     }  # fmt: skip
     assert str(doc["_id"]) == ack["id"] != "x"
 

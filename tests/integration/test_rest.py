@@ -165,7 +165,7 @@ async def test_get_rooms_lists_most_recently_active_first_with_online_counts(ser
     await bob.join(older, "bob")
     ack = await ann.send(older, "wake up")
     # The room list follows a send within a moment: it is written off the send path.
-    for _ in range(100):
+    for _ in range(300):
         status, body = await asyncio.to_thread(get_json, server, "/api/rooms")
         assert status == 200
         rooms = {r["name"]: r for r in body["rooms"]}

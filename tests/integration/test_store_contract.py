@@ -15,6 +15,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from chatd.models import utc_now
+from chatd.store.amendments import Amendments
 from chatd.store.base import NewMessage, Outcome, Store
 from chatd.store.ferret import FerretStore
 from chatd.store.mongo import MongoStore
@@ -35,7 +36,12 @@ async def store(request: Any, services: Services) -> AsyncIterator[Store]:
     if request.param == "single":
         made = MongoStore(db)
     else:
-        made = FerretStore(db, Tail(redis, prefix, keep=100, ttl_secs=600), RoomList(redis, prefix))
+        made = FerretStore(
+            db,
+            Tail(redis, prefix, keep=100, ttl_secs=600),
+            RoomList(redis, prefix),
+            Amendments(redis, prefix, db["amendments"]),
+        )
     made.prefix = prefix  # type: ignore[attr-defined]
     made.redis = redis  # type: ignore[attr-defined]
     await made.prepare()
@@ -155,3 +161,47 @@ async def test_room_list_is_most_recently_active_first_also_after_redis_forgets(
     await forget_redis(store)
     again = [r.name for r in await store.list_rooms(200) if r.name.startswith(room)]
     assert again[:3] == [names[4], names[0], names[2]] and set(again) == set(names)
+
+
+def change(room: str, seq: int, kind: str, target: NewMessage, text: str = "") -> NewMessage:
+    return NewMessage(
+        str(ObjectId()), room, seq, "ann", text, utc_now(), f"x{seq}", f"ann:x{seq}",
+        user_id="u_ann", kind=kind, target=target.id, target_seq=target.seq,
+    )  # fmt: skip
+
+
+async def test_edits_and_deletions_apply_in_any_order_and_survive_redis_forgetting(store, room):
+    await store.open_room(room)
+    originals = [message(room, s) for s in range(1, 4)]
+    await store.append(originals)
+    kept, gone = originals[1], originals[2]
+    newer_edit = change(room, 5, "edit", kept, "v3")
+    older_edit = change(room, 4, "edit", kept, "v2")
+    gone_edit = change(room, 6, "edit", gone, "secret")
+    deletion = change(room, 7, "delete", gone)
+    changes = [older_edit, newer_edit, gone_edit, deletion]
+    assert {a.outcome for a in await store.append(changes)} == {Outcome.STORED}
+    by_seq = {c.seq: c.stored() for c in changes}
+    target = {m.seq: m.stored() for m in originals}
+    # Workers may apply edits in either order, and twice: the newest one wins.
+    for applied in (newer_edit, older_edit, newer_edit, gone_edit, deletion, gone_edit):
+        await store.amend(target[applied.target_seq], by_seq[applied.seq])
+
+    async def check() -> None:
+        page, _ = await store.read_after(room, 0, 10)
+        assert [m.seq for m in page] == list(range(1, 8))
+        state = {m.seq: m for m in page}
+        assert (state[2].message, state[2].edit_seq, state[2].deleted) == ("v3", 5, False)
+        assert state[3].deleted and state[3].message == "" and state[3].deleted_by == "u_ann"
+        assert state[6].kind == "edit" and state[6].deleted and state[6].message == ""
+        assert state[4].message == "v2" and not state[4].deleted  # the log keeps each edit
+        found = await store.find_message(room, kept.id)
+        assert found is not None and found.message == "v3" and found.edit_seq == 5
+        deleted = await store.find_message(room, gone.id)
+        assert deleted is not None and deleted.deleted
+        assert await store.find_message(room, older_edit.id) is None  # not a message
+        assert await store.find_message(room, str(ObjectId())) is None
+
+    await check()
+    await forget_redis(store)
+    await check()

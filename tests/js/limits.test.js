@@ -11,8 +11,17 @@ describe("parseLimits", () => {
     const limits = parseLimits({
       message_chars: 500, room_chars: 40, username_chars: 20, name_rule: "Letters only.",
     });
-    assert.deepEqual(limits,
-      { message_chars: 500, room_chars: 40, username_chars: 20, name_rule: "Letters only." });
+    assert.deepEqual(limits, {
+      message_chars: 500, room_chars: 40, username_chars: 20, name_rule: "Letters only.",
+      edit_minutes: DEFAULT_LIMITS.edit_minutes,
+    });
+  });
+
+  it("takes the edit window, where 0 means messages cannot be edited", () => {
+    assert.equal(parseLimits({ edit_minutes: 30 }).edit_minutes, 30);
+    assert.equal(parseLimits({ edit_minutes: 0 }).edit_minutes, 0);
+    assert.equal(parseLimits({ edit_minutes: -5 }).edit_minutes, DEFAULT_LIMITS.edit_minutes);
+    assert.equal(parseLimits({ edit_minutes: "15" }).edit_minutes, DEFAULT_LIMITS.edit_minutes);
   });
 
   it("falls back to the defaults for anything missing or malformed", () => {
