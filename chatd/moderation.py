@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 OWNER, MODERATOR, MEMBER, ADMIN = "owner", "moderator", "member", "admin"
 ROLES_CACHE_SECS = 10.0
 ROLES_CACHE_MAX = 10_000
+ROLES_READ_ATTEMPTS = 3
 # A server-only event on a room's channel: what every worker with members there must apply.
 CONTROL_EVENT = "chatd:control"
 
@@ -73,8 +74,7 @@ class Moderation:
         self._redis = redis
         self._prefix = prefix
         self._cache: dict[str, tuple[float, Owners]] = {}
-        # Bumped by every forget: a read that started before a change must not cache what it
-        # read after the change cleared the cache.
+        # Bumped by every forget: a read that started before a change is read again.
         self._generation = 0
 
     def _key(self, what: str, room: str, user_id: str) -> str:
@@ -85,12 +85,17 @@ class Moderation:
         now = time.monotonic()
         if cached is not None and now - cached[0] < ROLES_CACHE_SECS:
             return cached[1]
-        generation = self._generation
-        owners = await self._store.owners(room)
-        if generation == self._generation:
-            if len(self._cache) >= ROLES_CACHE_MAX:
-                self._cache.clear()
-            self._cache[room] = (now, owners)
+        # A role may change while the read is on its way: then read again, so that whoever
+        # asks after a change (to send the room's members with their roles) never gets, or
+        # caches, what was true before it.
+        for _ in range(ROLES_READ_ATTEMPTS):
+            generation = self._generation
+            owners = await self._store.owners(room)
+            if generation == self._generation:
+                if len(self._cache) >= ROLES_CACHE_MAX:
+                    self._cache.clear()
+                self._cache[room] = (now, owners)
+                break
         return owners
 
     def forget(self, room: str) -> None:

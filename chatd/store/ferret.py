@@ -384,7 +384,10 @@ class FerretStore(MongoStore):
             start = newest[-1].seq + 1
         else:
             return None
-        warmed = await self._redis(self.tail.warm(room, newest, start))
+        # What this worker stored and has not archived yet belongs in the tail too: from
+        # `start` on, the tail is trusted to hold every stored message.
+        mine = self._pending(room, start, None)
+        warmed = await self._redis(self.tail.warm(room, merged(newest, mine), start))
         return None if warmed is AWAY else int(warmed)
 
     def _pending(self, room: str, low: int, high: int | None) -> list[NewMessage]:

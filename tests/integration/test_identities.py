@@ -420,39 +420,41 @@ async def test_the_owner_names_moderators_and_only_the_owner_may(open_server, cl
 
 async def test_a_muted_identity_cannot_send_until_unmuted(open_server, client, room):
     owner = await client(open_server.url)
-    eve = await client(open_server.url, auth={"token": open_token("u_eve_" + room)})
+    troll = await client(open_server.url, auth={"token": open_token("u_troll_" + room)})
     await owner.join(room, "owner")
-    await eve.join(room, "eve")
-    member_try = await eve.call("muteUser", {"room": room, "user_id": owner.user_id, "minutes": 5})
+    await troll.join(room, "troll")
+    member_try = await troll.call(
+        "muteUser", {"room": room, "user_id": owner.user_id, "minutes": 5}
+    )
     assert fail_code(member_try) == "forbidden"
-    muted = await owner.call("muteUser", {"room": room, "user_id": eve.user_id, "minutes": 5})
+    muted = await owner.call("muteUser", {"room": room, "user_id": troll.user_id, "minutes": 5})
     assert muted["ok"] and muted["until"].endswith("Z"), muted
-    ack = await eve.send(room, "can you hear me")
+    ack = await troll.send(room, "can you hear me")
     assert fail_code(ack) == "muted" and ack["error"]["until"] == muted["until"]
     # Another tab of the same identity, or a new connection, is muted too.
-    tab = await client(open_server.url, auth={"token": eve.token})
-    await tab.join(room, "eve")
+    tab = await client(open_server.url, auth={"token": troll.token})
+    await tab.join(room, "troll")
     assert fail_code(await tab.send(room, "and now?")) == "muted"
     # Typing and reading still work; unmuting lets her write again.
-    assert (await eve.call("typing", {"room": room, "typing": True}))["ok"]
-    lifted = await owner.call("muteUser", {"room": room, "user_id": eve.user_id, "minutes": 0})
+    assert (await troll.call("typing", {"room": room, "typing": True}))["ok"]
+    lifted = await owner.call("muteUser", {"room": room, "user_id": troll.user_id, "minutes": 0})
     assert lifted["ok"] and lifted["until"] is None
-    await usable(eve, room)
+    await usable(troll, room)
     await usable(tab, room)
-    bad = {"room": room, "user_id": eve.user_id, "minutes": -1}
+    bad = {"room": room, "user_id": troll.user_id, "minutes": -1}
     assert fail_code(await owner.call("muteUser", bad)) == "invalid_payload"
 
 
 async def test_a_kicked_identity_leaves_and_cannot_come_back_for_a_while(open_server, client, room):
     owner = await client(open_server.url)
-    eve = await client(open_server.url, auth={"token": open_token("u_kick_" + room)})
+    troll = await client(open_server.url, auth={"token": open_token("u_kick_" + room)})
     watcher = await client(open_server.url)
     await owner.join(room, "owner")
-    await eve.join(room, "eve")
+    await troll.join(room, "troll")
     await watcher.join(room, "watcher")
-    kicked = await owner.call("kickUser", {"room": room, "user_id": eve.user_id})
+    kicked = await owner.call("kickUser", {"room": room, "user_id": troll.user_id})
     assert kicked["ok"], kicked
-    [notice] = await eve.wait_for("kicked", bool)
+    [notice] = await troll.wait_for("kicked", bool)
     assert notice["room"] == room and notice["by"] == owner.user_id
     assert notice["by_name"] == "owner" and notice["until"] == kicked["until"]
     await watcher.wait_for(
@@ -463,30 +465,30 @@ async def test_a_kicked_identity_leaves_and_cannot_come_back_for_a_while(open_se
     await watcher.wait_for(
         "chatMessage", lambda ms: any(m["message"] == "after the kick" for m in ms)
     )
-    assert not [m for m in eve.messages(room) if m["message"] == "after the kick"]
-    assert fail_code(await eve.send(room, "let me in")) == "not_joined"
-    rejoin = await eve.call("joinRoom", {"room": room, "username": "eve"})
+    assert not [m for m in troll.messages(room) if m["message"] == "after the kick"]
+    assert fail_code(await troll.send(room, "let me in")) == "not_joined"
+    rejoin = await troll.call("joinRoom", {"room": room, "username": "troll"})
     assert fail_code(rejoin) == "kicked" and rejoin["error"]["until"] == kicked["until"]
     # Still connected and welcome elsewhere.
-    await eve.join(room + "-elsewhere", "eve")
+    await troll.join(room + "-elsewhere", "troll")
 
 
 async def test_the_moderation_log_is_for_moderators(open_server, client, room):
     owner = await client(open_server.url)
-    eve = await client(open_server.url)
+    troll = await client(open_server.url)
     await owner.join(room, "owner")
-    await eve.join(room, "eve")
-    await owner.call("muteUser", {"room": room, "user_id": eve.user_id, "minutes": 3})
-    await owner.call("kickUser", {"room": room, "user_id": eve.user_id})
+    await troll.join(room, "troll")
+    await owner.call("muteUser", {"room": room, "user_id": troll.user_id, "minutes": 3})
+    await owner.call("kickUser", {"room": room, "user_id": troll.user_id})
     url = f"{open_server.url}/api/rooms/{room}/moderation"
     status, body = await rest("GET", url, owner.token)
     assert status == 200, body
     assert [(a["action"], a["by"], a["target"]) for a in body["actions"]] == [
-        ("kick", owner.user_id, eve.user_id),
-        ("mute", owner.user_id, eve.user_id),
+        ("kick", owner.user_id, troll.user_id),
+        ("mute", owner.user_id, troll.user_id),
     ]
     assert body["actions"][1]["minutes"] == 3 and body["actions"][0]["at"].endswith("Z")
-    assert (await rest("GET", url, eve.token))[0] == 403
+    assert (await rest("GET", url, troll.token))[0] == 403
     assert (await rest("GET", url))[0] == 401
     assert (await rest("GET", url, "forged.token.here"))[0] == 401
 
