@@ -36,6 +36,7 @@ from chatd.store import LayoutStore
 log = logging.getLogger(__name__)
 
 REDIS_TIMEOUT_SECS = 2.0
+REDIS_POOL_SIZE = 64
 # Allocations between young-generation collections, then young collections per older one. A
 # young collection walks what was allocated since the last: 50,000 made 17-23 ms pauses under
 # load, 10,000 about 3 ms (up to 9); 5,000 halves that again (chatd_gc_pause_seconds).
@@ -91,10 +92,16 @@ def chat_admit(
 
 def build_worker(settings: Settings) -> Worker:
     metrics = Metrics()
-    redis = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=REDIS_TIMEOUT_SECS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECS,
+    # A blocking pool: in a storm of joins, commands wait for a connection (up to the
+    # timeout) instead of failing with "Too many connections".
+    redis = aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=REDIS_POOL_SIZE,
+            timeout=REDIS_TIMEOUT_SECS,
+            socket_timeout=REDIS_TIMEOUT_SECS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECS,
+        )
     )
     store = LayoutStore(
         settings.mongo_url,
@@ -274,7 +281,7 @@ async def _close(worker: Worker) -> None:
     await worker.manager.close()
     await worker.presence.close()
     await worker.store.close()
-    await worker.redis.aclose()
+    await worker.redis.aclose(close_connection_pool=True)
 
 
 def run(settings: Settings) -> None:

@@ -43,6 +43,7 @@ from engineio import packet as eio_packet
 from tornado.iostream import StreamClosedError
 
 from chatd import wsframe
+from chatd.logbudget import LOG_LINE_MAX_CHARS, LogBudget, bounded
 from chatd.origins import OriginPolicy
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,10 @@ MAX_DECODE_PACKETS = 10_000
 RESERVED_EVENTS = frozenset(
     {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
 )
-LOG_LINE_MAX_CHARS = 200
 PING_TICK_SECS = 1.0
 # What `sio.get_environ(sid)` and the connect handler see of the handshake request.
 KEPT_ENVIRON = ("REQUEST_METHOD", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN", "tornado.handler")
 SID_RANDOM_BYTES = 16
-# Protocol refusals logged per worker per LOG_WINDOW_SECS; beyond that they are only counted,
-# so a flood of bad clients cannot flood the log.
-LOG_LINES_PER_WINDOW = 20
-LOG_WINDOW_SECS = 10.0
 # Engine.IO packets a client may send: CLOSE, PONG, MESSAGE, UPGRADE; PING only as the
 # upgrade probe.
 CLIENT_PACKET_TYPES = frozenset(
@@ -116,47 +112,20 @@ class FastJson:
         return orjson.loads(text)
 
 
-def _bounded(text: object) -> str:
-    line = repr(text)
-    return line if len(line) <= LOG_LINE_MAX_CHARS else line[:LOG_LINE_MAX_CHARS] + "..."
-
-
-class _LogBudget:
-    """At most LOG_LINES_PER_WINDOW lines per window; the rest are counted in the next line."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._window_start = 0.0
-        self._lines = 0
-        self._silenced = 0
-
-    def admit(self) -> bool:
-        now = time.monotonic()
-        if now - self._window_start > LOG_WINDOW_SECS:
-            if self._silenced:
-                log.info("%d more %s were not logged", self._silenced, self.what)
-            self._window_start, self._lines, self._silenced = now, 0, 0
-        if self._lines >= LOG_LINES_PER_WINDOW:
-            self._silenced += 1
-            return False
-        self._lines += 1
-        return True
-
-
-class _RefusalLog(_LogBudget):
+class _RefusalLog(LogBudget):
     def __call__(self, what: str, sid: str, detail: object) -> None:
         if self.admit():
-            log.info("%s from %s: %s; disconnecting", what, sid, _bounded(detail))
+            log.info("%s from %s: %s; disconnecting", what, sid, bounded(detail))
 
     def request(self, why: str) -> None:
         """An Engine.IO request refused with a 400 (bad version, transport or session)."""
         if self.admit():
-            log.info("Engine.IO request refused: %s", _bounded(why))
+            log.info("Engine.IO request refused: %s", bounded(why))
 
 
-refused = _RefusalLog("protocol refusals")
+refused = _RefusalLog("protocol refusals", log)
 # A client that opens polling sessions and walks away costs one line each otherwise.
-idle_closes = _LogBudget("closed polling sessions")
+idle_closes = LogBudget("closed polling sessions", log)
 
 
 class _LibraryLines(logging.Filter):
@@ -167,7 +136,7 @@ class _LibraryLines(logging.Filter):
 
     def __init__(self, name: str) -> None:
         super().__init__()
-        self.budget = _LogBudget(f"{name} lines")
+        self.budget = LogBudget(f"{name} lines", log)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:

@@ -27,6 +27,7 @@ from chatd.errors import (
     Unavailable,
 )
 from chatd.identity import Authenticator, Identity
+from chatd.logbudget import LogBudget, bounded
 from chatd.metrics import Metrics
 from chatd.models import identity_scope, iso_millis, utc_now
 from chatd.moderation import Moderation
@@ -36,6 +37,8 @@ from chatd.shared_limits import IdentityLimits
 from chatd.store.base import Owners
 
 log = logging.getLogger(__name__)
+# Refusals are the client's mistakes (or a storm's): a few lines, then a count.
+refusals = LogBudget("refused events and handshakes", log)
 
 MAX_ROOMS_PER_CONNECTION = 50
 JOIN_BURST, JOINS_PER_MINUTE = 10, 60
@@ -163,7 +166,8 @@ class Events:
 
     async def unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
         self._metrics.errors.labels("unknown_event").inc()
-        log.info("unknown event from sid=%s: %.64r", sid, event)
+        if refusals.admit():
+            log.info("unknown event from sid=%s: %s", sid, bounded(event))
         return protocol.fail("unknown_event", f"no such event {event[:64]!r}")
 
     def _wrap(self, event: str, handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
@@ -190,7 +194,8 @@ class Events:
                     session.lock.release()
             except ChatError as exc:
                 self._metrics.errors.labels(exc.code).inc()
-                log.info("%s refused (sid=%s): %s %s", event, sid, exc.code, exc.message)
+                if refusals.admit():
+                    log.info("%s refused (sid=%s): %s %s", event, sid, exc.code, exc.message)
                 return protocol.fail_from(exc)
             except Exception:
                 self._metrics.errors.labels("internal").inc()
@@ -216,14 +221,16 @@ class Events:
         address = handler.request.remote_ip if handler is not None else "?"
         cap = self._settings.limits_connections_per_ip
         if cap and self._per_address.get(address, 0) >= cap:
-            log.info("connection from %s refused: %d already open on this worker", address, cap)
+            if refusals.admit():
+                log.info("connection from %s refused: %d already open here", address, cap)
             raise refusal("too_many_connections", "too many connections from here")
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             identity = await self._auth.identify(token)
         except ChatError as exc:
             self._metrics.errors.labels(exc.code).inc()
-            log.info("connection from %s refused: %s %s", address, exc.code, exc.message)
+            if refusals.admit():
+                log.info("connection from %s refused: %s %s", address, exc.code, exc.message)
             raise refusal(exc.code, exc.message) from None
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self._sessions[sid] = Session(

@@ -9,6 +9,7 @@ notice (`Control`), and checks the keys when a connection joins.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class Moderation:
         self._redis = redis
         self._prefix = prefix
         self._cache: dict[str, tuple[float, Owners]] = {}
+        self._reading: dict[str, asyncio.Task[Owners]] = {}
         # Bumped by every forget: a read that started before a change is read again.
         self._generation = 0
 
@@ -82,9 +84,19 @@ class Moderation:
 
     async def owners(self, room: str) -> Owners:
         cached = self._cache.get(room)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < ROLES_CACHE_SECS:
+        if cached is not None and time.monotonic() - cached[0] < ROLES_CACHE_SECS:
             return cached[1]
+        # One read per room at a time: a storm of joins into a room finds the cache empty
+        # together, and on FerretDB each read scans `rooms`.
+        reading = self._reading.get(room)
+        if reading is None:
+            reading = asyncio.get_running_loop().create_task(self._read(room))
+            self._reading[room] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(room, None))
+        return await asyncio.shield(reading)
+
+    async def _read(self, room: str) -> Owners:
+        now = time.monotonic()
         # A role may change while the read is on its way: then read again, so that whoever
         # asks after a change (to send the room's members with their roles) never gets, or
         # caches, what was true before it.

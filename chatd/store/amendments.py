@@ -11,6 +11,7 @@ ends in the same state: a deletion is final, an edit counts only over an older o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -102,6 +103,7 @@ class Amendments:
         self._collection = collection
         self._amend = redis.register_script(_AMEND)
         self._load = redis.register_script(_LOAD)
+        self._filling: dict[str, asyncio.Task[None]] = {}
 
     def _key(self, room: str) -> str:
         return f"{self._prefix}:amended:{{{room}}}"
@@ -159,12 +161,21 @@ class Amendments:
         try:
             raw = await self._redis.hmget(key, [LOADED, *seqs])
             if raw[0] is None:
-                await self._fill(room)
+                await self._fill_once(room)
                 raw = await self._redis.hmget(key, [LOADED, *seqs])
         except (RedisError, OSError) as exc:
             log.warning("amendment overlay unavailable (%s); reading MongoDB", type(exc).__name__)
             return await self._from_collection(room, seqs)
         return {s: json.loads(r) for s, r in zip(seqs, raw[1:], strict=True) if r is not None}
+
+    async def _fill_once(self, room: str) -> None:
+        """One fill per room at a time: the joins of a storm all find the hash unloaded."""
+        filling = self._filling.get(room)
+        if filling is None:
+            filling = asyncio.get_running_loop().create_task(self._fill(room))
+            self._filling[room] = filling
+            filling.add_done_callback(lambda _: self._filling.pop(room, None))
+        await asyncio.shield(filling)
 
     async def _fill(self, room: str) -> None:
         args: list[Any] = []

@@ -34,9 +34,18 @@ scenarios (each one command; defaults in `scripts/bench SCENARIO --help`):
            --base-port, or give --target-1 and --target-2)
   bigroom  fills one room with 20,000 messages (ack latency per 1,000), then times joins
            of it, one at a time and 20 at once (first target only)
+  storm    3000 clients connect at one instant through the front door (default
+           http://127.0.0.1:3000, as scripts/start runs it; --spawn 2 starts workers and a
+           front door of its own) and each joins a room: all joined or not, connect+join
+           p50/p99/max, time to all joined, errors by kind; exits 1 unless all joined
+  soak     30 min (--minutes) at a fixed fan-out rate (--rate, deliveries/s; default 8,450,
+           half the lowest top fan-out rate in the README), 10 % of clients reconnecting
+           every minute (--reconnect, --duration); every minute each worker's RSS, fds and
+           /healthz p99 (event-loop lag) and their drift: "flat within 5 %" or not
 """
 
 DEFAULT_TARGET = "http://127.0.0.1:3001,http://127.0.0.1:3002"
+FRONT_DOOR = "http://127.0.0.1:3000"
 SCENARIO_DEFAULTS: dict[str, dict[str, object]] = {
     "smoke": dict(clients=20, rooms=2, senders=2, rate=5.0, duration=3.0, warmup=1.0, procs=1),
     "fanout": dict(clients=1000, rooms=10, senders=10, rate=1.0, duration=10.0, warmup=3.0),
@@ -45,12 +54,19 @@ SCENARIO_DEFAULTS: dict[str, dict[str, object]] = {
     "idle": dict(clients=0, rooms=1, senders=0, procs=1, connect_concurrency=100),
     "scaling": dict(clients=1000, rooms=10, senders=10, rate=1.0, duration=10.0, warmup=3.0),
     "bigroom": dict(clients=1, rooms=1, senders=1, rate=1.0, duration=1.0, warmup=0.0, procs=1),
+    "storm": dict(
+        clients=3000, rooms=30, senders=0, target=FRONT_DOOR, connect_timeout=60.0, procs=2
+    ),
+    "soak": dict(
+        clients=1000, rooms=10, senders=10, rate=8450.0, duration=60.0, warmup=5.0, pause=0.0
+    ),
 }
+SOAK_MAX_MINUTES = 24 * 60
 MAX_CLIENTS = 20_000
 MAX_DURATION_SECS = 600.0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument(
         "--target",
         default=DEFAULT_TARGET,
@@ -64,9 +80,18 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--rate",
         type=float,
         default=5.0,
-        help="messages/s per sender (the first step when stepping)",
+        help="deliveries/s to hold (every member's copy counts; sets the per-sender rate)"
+        if name == "soak"
+        else "messages/s per sender (the first step when stepping)",
     )
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per phase")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="soak: seconds per sample (a measured phase; reconnects happen in each)"
+        if name == "soak"
+        else "measured seconds per phase",
+    )
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before it")
     p.add_argument("--procs", type=int, default=2, help="load processes the clients split over")
     p.add_argument(
@@ -116,7 +141,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--connect-timeout", type=float, default=30.0)
     p.add_argument(
-        "--max-wall", type=float, default=1800.0, help="hard limit on the whole run, seconds"
+        "--max-wall",
+        type=float,
+        default=1800.0,
+        help="hard limit on the whole run, seconds (soak: at least its length + 10 min)",
     )
 
 
@@ -129,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="scenario", required=True)
     for name, defaults in SCENARIO_DEFAULTS.items():
         p = sub.add_parser(name, help=DESCRIPTION.split(f"  {name} ", 1)[1].split("\n")[0])
-        _common(p)
+        _common(p, name)
         if name in ("fanout", "ingest", "scaling"):
             p.add_argument("--step", type=float, default=1.5, help="rate factor per step")
             p.add_argument("--max-steps", type=int, default=8)
@@ -179,6 +207,46 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--every", type=int, default=1000, help="report every N messages")
             p.add_argument("--joins", type=int, default=20, help="joins at once, at the end")
             p.add_argument("--room", help="room to fill (default: a new one per run)")
+        if name in ("storm", "soak"):
+            p.add_argument(
+                "--spawn",
+                type=int,
+                default=0,
+                metavar="N",
+                help="start N workers with scripts/spawn --base-port (their own database, "
+                "dropped after)"
+                + (
+                    " and a front door before them; --target is then unused"
+                    if name == "storm"
+                    else "; --target is then unused"
+                ),
+            )
+            p.add_argument(
+                "--base-port", type=int, default=3300, help="worker I of --spawn on base+I"
+            )
+            p.add_argument(
+                "--front-port",
+                type=int,
+                default=0,
+                help="the front door of --spawn on 127.0.0.1:PORT (default: --base-port)",
+            )
+        if name == "soak":
+            p.add_argument(
+                "--minutes", type=float, default=30.0, help="length of the run (default 30)"
+            )
+            p.add_argument(
+                "--reconnect",
+                type=float,
+                default=0.10,
+                help="share of the clients (non-senders) that reconnect and re-join with "
+                "`since` in every --duration period (default 0.10)",
+            )
+            p.add_argument(
+                "--front",
+                action=argparse.BooleanOptionalAction,
+                default=False,
+                help="with --spawn, connect through a front door instead of to the workers",
+            )
         if name == "scaling":
             p.add_argument("--target-1", help="one worker's URL (default: spawn one)")
             p.add_argument("--target-2", help="two workers' URLs (default: spawn two)")
@@ -195,7 +263,14 @@ def _check(args: argparse.Namespace) -> None:
     counts = [int(c) for c in args.counts.split(",")] if args.scenario == "idle" else []
     if max([args.clients, *counts]) > MAX_CLIENTS:
         raise TargetError(f"at most {MAX_CLIENTS} clients")
-    if args.senders * args.rate > runner.MAX_SEND_RATE:
+    if args.scenario == "soak":
+        if not 0 < args.minutes <= SOAK_MAX_MINUTES:
+            raise TargetError(f"--minutes must be 0..{SOAK_MAX_MINUTES}")
+        if not 0 <= args.reconnect <= 1:
+            raise TargetError("--reconnect must be 0..1")
+        if args.senders < 1 or not 0 < args.rate <= runner.MAX_SEND_RATE * 10:
+            raise TargetError("soak needs senders and 0 < --rate (deliveries/s) <= 200000")
+    elif args.senders * args.rate > runner.MAX_SEND_RATE:
         raise TargetError(f"at most {runner.MAX_SEND_RATE:g} messages/s in all")
     if not 0 < args.duration <= MAX_DURATION_SECS or args.warmup < 0:
         raise TargetError(f"--duration must be 0..{MAX_DURATION_SECS:g} s")
@@ -212,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # SIGTERM unwinds like Ctrl-C, so the load processes are told to close their sockets.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.scenario == "soak":
+        args.max_wall = max(args.max_wall, args.minutes * 60 + 600)
     args.deadline = time.monotonic() + args.max_wall
     args.run_id = runner.new_run_id()
     raise_fd_limit(65536)

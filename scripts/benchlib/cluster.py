@@ -1,20 +1,27 @@
-"""Workers the benchmark starts itself (scaling, fresh-process idle runs) via scripts/spawn."""
+"""Workers the benchmark starts itself (scaling, fresh-process idle runs, storm and soak with
+--spawn) via scripts/spawn, and a front door (nginx, rendered as scripts/start renders it)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import queue
+import shutil
 import signal
+import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 SPAWN = ROOT / "scripts" / "spawn"
+NGINX = "/usr/sbin/nginx"
 READY_TIMEOUT_SECS = 60.0
 # The per-connection message limit (default burst 20, 120/min) would turn a load test into a
 # rate-limit test; these are the values `scripts/bench --help` tells users to start with.
@@ -92,3 +99,61 @@ def _pump(stream: IO[str], lines: queue.Queue[str]) -> None:
     for text in stream:
         lines.put(text)
     lines.put("")  # end of output: scripts/spawn has exited
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def front_door(workers: int, base_port: int, port: int) -> Iterator[str]:
+    """nginx on 127.0.0.1:`port` in front of workers 1..N on base_port+I, until the block ends.
+
+    The config is the one scripts/start uses (`python -m chatd render-nginx`), written to a
+    temporary folder removed afterwards; yields the front door's URL once it answers /readyz.
+    """
+    if _port_taken(port):
+        raise SpawnError(f"port {port} (front door) is taken; give --front-port")
+    directory = Path(tempfile.mkdtemp(prefix="chatd-bench-nginx-"))
+    directory.chmod(0o755)  # nginx's worker process may run as another user (root starts it)
+    url = f"http://127.0.0.1:{port}"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "chatd", "render-nginx", "--workers", str(workers),
+             "--base-port", str(base_port), "--listen", f"127.0.0.1:{port}",
+             "--dir", str(directory)],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        conf = directory / "nginx.conf"
+        proc = subprocess.Popen(
+            [NGINX, "-p", str(directory), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = directory / "error.log"
+                text = log.read_text()[-2000:] if log.exists() else ""
+                raise SpawnError(f"front door not ready at {url}/readyz:\n{text}")
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:  # noqa: S310
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        yield url
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # nginx: fast shutdown
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        shutil.rmtree(directory, ignore_errors=True)

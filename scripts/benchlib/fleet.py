@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import sys
 import time
+from array import array
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -109,16 +110,31 @@ class Fleet:
         reports = self._collect("ready", timeout, "connecting:")
         self.progress.done()
         errors: dict[str, int] = {}
+        retried: dict[str, int] = {}
         for r in reports:
             for key, value in r["connect_errors"].items():
                 errors[key] = errors.get(key, 0) + value
+            for key, value in r["join_retry_reasons"].items():
+                retried[key] = retried.get(key, 0) + value
+        connect_us, setup_us = array("q"), array("q")
+        for r in reports:
+            connect_us.frombytes(r["connect_us"])
+            setup_us.frombytes(r["setup_us"])
+        firsts = [r["first_attempt_ns"] for r in reports if r["first_attempt_ns"]]
+        lasts = [r["last_joined_ns"] for r in reports if r["last_joined_ns"]]
         return {
             "connected": sum(r["connected"] for r in reports),
             "joined": sum(r["joined"] for r in reports),
             "connect_errors": errors,
             "join_retries": sum(r["join_retries"] for r in reports),
+            "join_retry_reasons": retried,
             "connect_secs": max(r["connect_secs"] for r in reports),
             "deflate_negotiated": sum(r["deflate_negotiated"] for r in reports),
+            # Per client, from its own connect attempt: connected / connected and joined.
+            "connect_ms": stats.percentiles(connect_us),
+            "connect_join_ms": stats.percentiles(setup_us),
+            # From the first connect attempt of any process to the last join ack of any.
+            "all_joined_secs": (max(lasts) - min(firsts)) / 1e9 if firsts and lasts else None,
         }
 
     def status(self) -> dict[str, Any]:
@@ -139,9 +155,12 @@ class Fleet:
         drain: float,
         server_pids: list[int],
         service_pids: list[int],
+        reconnect_fraction: float = 0.0,
     ) -> dict[str, Any]:
         start_ns = time.time_ns() + int(START_DELAY_SECS * 1e9)
-        spec = PhaseSpec(name, rate, start_ns, warmup, duration, ack_timeout, drain)
+        spec = PhaseSpec(
+            name, rate, start_ns, warmup, duration, ack_timeout, drain, reconnect_fraction
+        )
         self.latest.clear()
         self.broadcast("phase", spec)
         label = f"[{name} {rate:g} msg/s/sender]"

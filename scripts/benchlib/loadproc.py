@@ -52,6 +52,9 @@ class Phase:
         self.ooo_start = 0
         self.want = -1  # first deliveries of this phase that complete it, once known
         self.complete = asyncio.Event()
+        self.reconnects = 0
+        self.replayed = 0  # deliveries that came in the history of a re-join (`since`)
+        self.reconnect_errors: Counter[str] = Counter()
 
 
 class Load:
@@ -71,7 +74,16 @@ class Load:
         self.connected = 0
         self.live: set[int] = set()
         self.join_retries = 0
+        self.join_retry_reasons: Counter[str] = Counter()  # what each retried attempt got
         self.join_gate = asyncio.Semaphore(1)
+        self.session: aiohttp.ClientSession | None = None
+        self.rejoining: set[int] = set()  # clients whose next chat-history is a `since` replay
+        self.reconnect_cursor = 0
+        # Per client, from its connect attempt: connected, and connected + joined (µs).
+        self.connect_us = array("q")
+        self.setup_us = array("q")
+        self.first_attempt_ns = 0
+        self.last_joined_ns = 0
 
     # -- pipe ---------------------------------------------------------------------------
     def read_pipe(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -98,6 +110,10 @@ class Load:
                 waiter = self.histories.pop(index)
                 if not waiter.done():
                     waiter.set_result(None)
+            if name == "chat-history" and index in self.rejoining:
+                self.rejoining.discard(index)
+                self._replay(index, data, recv_ns)
+                return
             if name != "chatMessage" or self.phase is None:
                 return
             member = members.get(index)
@@ -126,6 +142,24 @@ class Load:
 
         return on_event
 
+    def _replay(self, index: int, history: Any, recv_ns: int) -> None:
+        """A re-join's history: what the member missed while away counts as delivered."""
+        member = self.members.get(index)
+        if not isinstance(member, Member) or not isinstance(history, list):
+            return
+        phase = self.phase
+        for message in history:
+            if not isinstance(message, dict) or not member.replay(int(message["seq"])):
+                continue
+            if phase is None:
+                continue
+            phase.replayed += 1
+            phase.delivered += 1
+            if phase.delivered == phase.want:
+                phase.complete.set()
+            if phase.win_start <= recv_ns < phase.win_end:
+                phase.delivered_window += 1
+
     def _on_close(self, client: SioClient) -> None:
         if id(client) not in self.live:
             return  # never finished connecting: counted as a connect error instead
@@ -141,18 +175,26 @@ class Load:
             session, spec.target, self.plan.deflate, self._on_event(spec.index), self._on_close
         )
         async with gate:
+            started_ns = time.time_ns()
+            if not self.first_attempt_ns:
+                self.first_attempt_ns = started_ns
             try:
                 await client.connect(self.plan.connect_timeout)
             except (SioError, OSError, aiohttp.ClientError, TimeoutError) as exc:
-                self.connect_errors[f"connect: {type(exc).__name__}"] += 1
+                self.connect_errors[error_kind(exc)] += 1
                 await client.close()
                 return
+            self.connect_us.append((time.time_ns() - started_ns) // 1000)
             self.connected += 1
             self.live.add(id(client))
             self.clients[spec.index] = client
         if spec.room is not None:
             async with self.join_gate:
                 await self._join(client, spec, spec.room)
+            if spec.index in self.members:
+                joined_ns = time.time_ns()
+                self.setup_us.append((joined_ns - started_ns) // 1000)
+                self.last_joined_ns = max(self.last_joined_ns, joined_ns)
 
     async def _join(self, client: SioClient, spec: ClientSpec, room: str) -> None:
         """Join like a real client: retry a refused or timed-out join with backoff, and
@@ -169,6 +211,7 @@ class Load:
                 ack = await client.call("joinRoom", payload, JOIN_TIMEOUT_SECS)
             except TimeoutError:
                 outcome = "timeout"
+                self.join_retry_reasons[outcome] += 1
                 continue
             except SioError:
                 outcome = "disconnected"
@@ -179,6 +222,7 @@ class Load:
             outcome = ack.get("error", {}).get("code", "?") if isinstance(ack, dict) else "?"
             if outcome not in ("unavailable", "internal", "rate_limited"):
                 break
+            self.join_retry_reasons[outcome] += 1
         self.connect_errors[f"join: {outcome}"] += 1
 
     async def _join_node(self, client: SioClient, spec: ClientSpec, payload: dict[str, Any]):
@@ -193,6 +237,9 @@ class Load:
         self.members[spec.index] = NodeMember(payload["room"])
 
     async def connect_all(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        self.session = session
+        if self.plan.start_ns:  # a storm: every process starts at the same instant
+            await asyncio.sleep(max(0.0, (self.plan.start_ns - time.time_ns()) / 1e9))
         started = time.monotonic()
         gate = asyncio.Semaphore(self.plan.connect_concurrency)
         self.join_gate = asyncio.Semaphore(self.plan.join_concurrency)
@@ -207,9 +254,90 @@ class Load:
             "joined": len(self.members),
             "connect_errors": dict(self.connect_errors),
             "join_retries": self.join_retries,
+            "join_retry_reasons": dict(self.join_retry_reasons),
             "connect_secs": time.monotonic() - started,
             "deflate_negotiated": sum(c.deflate_negotiated for c in self.clients.values()),
+            "connect_us": self.connect_us.tobytes(),
+            "setup_us": self.setup_us.tobytes(),
+            "first_attempt_ns": self.first_attempt_ns,
+            "last_joined_ns": self.last_joined_ns,
         }
+
+    # -- reconnects (soak) ------------------------------------------------------------------
+    async def _reconnect_some(self, phase: Phase) -> None:
+        """Close and reopen `reconnect_fraction` of this process's clients (non-senders, in
+        turn), spread over the middle third of the window; each re-joins with `since` = the
+        newest seq it holds, and the history it gets fills what it missed meanwhile."""
+        candidates = sorted(
+            spec.index
+            for spec in self.plan.clients
+            if not spec.sender and spec.index in self.members and spec.index in self.clients
+        )
+        count = min(len(candidates), round(phase.spec.reconnect_fraction * len(self.plan.clients)))
+        if not count:
+            return
+        start = phase.win_start + (phase.win_end - phase.win_start) // 3
+        span = (phase.win_end - phase.win_start) // 3
+        specs = {spec.index: spec for spec in self.plan.clients}
+        tasks = []
+        for k in range(count):
+            index = candidates[(self.reconnect_cursor + k) % len(candidates)]
+            at_ns = start + span * k // count
+            tasks.append(asyncio.create_task(self._reconnect(specs[index], at_ns, phase)))
+        self.reconnect_cursor = (self.reconnect_cursor + count) % len(candidates)
+        await asyncio.gather(*tasks)
+
+    async def _reconnect(self, spec: ClientSpec, at_ns: int, phase: Phase) -> None:
+        await asyncio.sleep(max(0.0, (at_ns - time.time_ns()) / 1e9))
+        old = self.clients.pop(spec.index, None)
+        member = self.members.get(spec.index)
+        if old is None or not isinstance(member, Member) or self.session is None:
+            return
+        if id(old) in self.live:
+            self.live.discard(id(old))
+            self.connected -= 1
+        await old.close()
+        for attempt in range(JOIN_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.5 * 2**attempt)
+            client = SioClient(
+                self.session,
+                spec.target,
+                self.plan.deflate,
+                self._on_event(spec.index),
+                self._on_close,
+            )
+            try:
+                await client.connect(self.plan.connect_timeout)
+            except (SioError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+                phase.reconnect_errors[error_kind(exc)] += 1
+                await client.close()
+                continue
+            self.connected += 1
+            self.live.add(id(client))
+            self.clients[spec.index] = client
+            payload = {
+                "username": f"b{self.plan.run_id}-{spec.index}",
+                "room": member.room,
+                "since": member.last_seq,
+            }
+            self.rejoining.add(spec.index)
+            try:
+                async with self.join_gate:
+                    ack = await client.call("joinRoom", payload, JOIN_TIMEOUT_SECS)
+            except (TimeoutError, SioError) as exc:
+                outcome = "timeout" if isinstance(exc, TimeoutError) else "disconnected"
+            else:
+                if isinstance(ack, dict) and ack.get("ok"):
+                    phase.reconnects += 1
+                    return
+                outcome = ack.get("error", {}).get("code", "?") if isinstance(ack, dict) else "?"
+            finally:
+                self.rejoining.discard(spec.index)
+            phase.reconnect_errors[f"join: {outcome}"] += 1
+            return  # connected but not joined: its missing messages count as lost
+        # Never reconnected: it no longer counts as a member (the errors say so).
+        self.members.pop(spec.index, None)
 
     # -- phases ---------------------------------------------------------------------------
     async def _send_one(self, client: SioClient, spec: ClientSpec, n: int, phase: Phase) -> None:
@@ -296,6 +424,8 @@ class Load:
             for spec_ in self.plan.clients
             if spec_.sender
         ]
+        if spec.reconnect_fraction > 0:
+            senders.append(asyncio.create_task(self._reconnect_some(phase)))
         while not all(task.done() for task in senders):
             await asyncio.wait(senders, timeout=PROGRESS_SECS)
             self.send("progress", self._progress(phase))
@@ -358,6 +488,9 @@ class Load:
             "latency_us": phase.latency_us.tobytes(),
             "ack_us": phase.ack_us.tobytes(),
             "gen_cpu_secs": phase.cpu_window[1] - phase.cpu_window[0],
+            "reconnects": phase.reconnects,
+            "replayed": phase.replayed,
+            "reconnect_errors": dict(phase.reconnect_errors),
         }
 
     async def close_all(self) -> None:
@@ -365,6 +498,17 @@ class Load:
         self.clients.clear()
         for start in range(0, len(clients), 500):
             await asyncio.gather(*(c.close() for c in clients[start : start + 500]))
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short, stable name for why a connect failed: `connect: HTTP 502`, `connect: Timeout`."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError | aiohttp.ClientResponseError):
+        return f"connect: HTTP {exc.status}"
+    if isinstance(exc, TimeoutError):
+        return "connect: timeout"
+    if isinstance(exc, SioError):
+        return f"connect: {str(exc)[:60]}"
+    return f"connect: {type(exc).__name__}"
 
 
 async def serve(plan: ProcPlan, conn: Connection) -> None:

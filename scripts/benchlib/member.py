@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+REPLAYED = 254  # a count slot meaning "received in a re-join's history, not live yet"
+
 
 class Member:
     __slots__ = ("base_seq", "counts", "duplicates", "last_seq", "out_of_order", "room")
@@ -27,6 +29,11 @@ class Member:
         if index >= len(counts):
             counts.extend(bytes(index - len(counts) + 256))
         seen = counts[index]
+        if seen == REPLAYED:
+            # Came first in a re-join's history; the live copy is the one the protocol allows
+            # (a message sent while joining arrives live, in the history, or both).
+            counts[index] = 1
+            return False
         if seen < 255:
             counts[index] = seen + 1
         if seen:
@@ -36,6 +43,21 @@ class Member:
             self.out_of_order += 1
         else:
             self.last_seq = seq
+        return True
+
+    def replay(self, seq: int) -> bool:
+        """Record `seq` from the history of a re-join (`since`): True when it was missing.
+        Not a duplicate when already seen, not out of order when older than the newest."""
+        index = seq - self.base_seq - 1
+        if index < 0:
+            return False
+        counts = self.counts
+        if index >= len(counts):
+            counts.extend(bytes(index - len(counts) + 256))
+        if counts[index]:
+            return False
+        counts[index] = REPLAYED
+        self.last_seq = max(self.last_seq, seq)
         return True
 
     def missing(self, expected: Iterable[int]) -> int:

@@ -26,6 +26,9 @@ class ProcPlan:
     join_concurrency: int
     connect_timeout: float
     run_id: str
+    # time.time_ns() at which every process starts connecting (a storm starts at one
+    # instant in all processes); 0: at once.
+    start_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class PhaseSpec:
     duration_secs: float
     ack_timeout_secs: float
     drain_secs: float
+    # Soak: this share of the connected non-senders closes and reconnects (and re-joins with
+    # `since`) in the middle of the measured window.
+    reconnect_fraction: float = 0.0
 
     @property
     def window_start_ns(self) -> int:

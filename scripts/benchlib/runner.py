@@ -56,7 +56,9 @@ def offered(specs: list[ClientSpec], rate: float) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def fleet(args: argparse.Namespace, specs: list[ClientSpec]) -> Iterator[tuple[Fleet, dict]]:
+def fleet(
+    args: argparse.Namespace, specs: list[ClientSpec], start_ns: int = 0
+) -> Iterator[tuple[Fleet, dict]]:
     started = Fleet(
         specs,
         args.procs,
@@ -68,6 +70,7 @@ def fleet(args: argparse.Namespace, specs: list[ClientSpec]) -> Iterator[tuple[F
         join_concurrency=args.join_concurrency,
         connect_timeout=args.connect_timeout,
         run_id=args.run_id,
+        start_ns=start_ns,
     )
     try:
         # Joins cost the server a MongoDB upsert and a history read each; on FerretDB that is
@@ -93,9 +96,18 @@ def run_phase(
     rate: float,
     pids: list[int],
     services: list[int],
+    reconnect_fraction: float = 0.0,
 ) -> dict[str, Any]:
     phase = fl.run_phase(
-        name, rate, args.warmup, args.duration, args.ack_timeout, args.drain, pids, services
+        name,
+        rate,
+        args.warmup,
+        args.duration,
+        args.ack_timeout,
+        args.drain,
+        pids,
+        services,
+        reconnect_fraction,
     )
     report.derive(phase, *offered(specs, rate))
     return phase

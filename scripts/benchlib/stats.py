@@ -22,6 +22,8 @@ SUMMED = (
     "late_sends",
     "gen_cpu_secs",
     "disconnects",
+    "reconnects",
+    "replayed",
 )
 
 
@@ -48,15 +50,18 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {key: sum(r[key] for r in results) for key in SUMMED}
     errors: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
+    reconnect_errors: Counter[str] = Counter()
     latency, acks = array("q"), array("q")
     for r in results:
         errors.update(r["error_codes"])
         reasons.update(r["disconnect_reasons"])
+        reconnect_errors.update(r["reconnect_errors"])
         latency.frombytes(r["latency_us"])
         acks.frombytes(r["ack_us"])
     merged["error_codes"] = dict(errors)
     merged["errors"] = sum(errors.values())
     merged["disconnect_reasons"] = dict(reasons)
+    merged["reconnect_errors"] = dict(reconnect_errors)
     merged["max_send_lag_ms"] = max(r["max_send_lag_ms"] for r in results)
     merged["latency_ms"] = percentiles(latency)
     merged["ack_latency_ms"] = percentiles(acks)

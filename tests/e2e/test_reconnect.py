@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import urllib.request
@@ -11,7 +12,7 @@ from typing import Any
 
 from playwright.async_api import expect
 
-from tests.conftest import Client, Worker
+from tests.conftest import Client, Worker, http_get
 from tests.e2e.conftest import E2E, OpenPage, in_thread
 
 pytestmark = E2E
@@ -191,4 +192,6 @@ async def test_burst_beyond_the_rate_limit_is_delivered_in_order(
     received = await bob.wait_for("chatMessage", lambda ms: len(ms) >= count)
     assert [m["message"] for m in received] == texts
     # The limit did refuse some (they were retried with their client_id, after a back-off).
-    assert "rate_limited" in pair[0].log()
+    _, metrics = await asyncio.to_thread(http_get, pair[0].url + "/metrics")
+    refused = re.search(rb'chatd_errors_total\{code="rate_limited"\} ([0-9.]+)', metrics)
+    assert refused is not None and float(refused.group(1)) > 0

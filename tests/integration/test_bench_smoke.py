@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,55 @@ def test_bench_bigroom_fills_a_room_and_times_its_joins(
     assert all(row["count"] == 10 and not row["errors"] for row in report["fill"])
     assert report["joins"]["single_outcomes"] == ["ok", "ok", "ok"]
     assert report["joins"]["together_outcomes"] == {"ok": 3}
+
+
+@pytest.mark.bench
+def test_bench_storm_joins_every_client_through_the_front_door(
+    start_worker: Callable[..., Worker], start_front_door: Callable[..., Any], tmp_path: Path
+) -> None:
+    door = start_front_door([start_worker(worker_id=i, **BENCH_LIMITS) for i in (1, 2)])
+    out = tmp_path / "storm.json"
+
+    result = run_bench(
+        "storm", "--target", door.url, "--clients", "40", "--rooms", "4", "--procs", "1",
+        "--json", str(out),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["all_joined"] is True and summary["joined"] == 40
+    assert summary["errors_by_kind"] == {} and summary["still_connected"] == 40
+    timing = summary["connect_join_ms"]
+    assert timing["count"] == 40 and 0 < timing["p50"] <= timing["p99"] <= timing["max"]
+    assert 0 < summary["all_joined_secs"] < 60
+
+
+@pytest.mark.bench
+def test_bench_soak_reconnects_samples_every_worker_and_reports_drift(
+    start_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    one = start_worker(worker_id=1, **BENCH_LIMITS)
+    two = start_worker(worker_id=2, **BENCH_LIMITS)
+    out = tmp_path / "soak.json"
+
+    result = run_bench(
+        "soak", "--target", f"{one.url},{two.url}", "--clients", "40", "--rooms", "4",
+        "--senders", "4", "--rate", "200", "--minutes", "0.2", "--duration", "4",
+        "--warmup", "1", "--procs", "1", "--json", str(out),
+        timeout=120,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert len(report["samples"]) == 3
+    for sample in report["samples"]:
+        assert set(sample["workers"]) == {one.url, two.url}
+        for worker in sample["workers"].values():
+            assert worker["rss_kb"] > 0 and worker["fds"] > 0
+            assert worker["lag_p99_ms"] is not None and worker["probe_failures"] == 0
+    summary = report["summary"]
+    assert summary["reconnects"] == 3 * 4 and summary["reconnect_errors"] == {}
+    assert summary["lost"] == 0 and summary["errors"] == 0 and summary["delivered"] > 0
+    drift = summary["drift"]["all workers rss_kb"]
+    assert drift["samples"] == 3 and isinstance(drift["first_to_last_pct"], float)
+    assert "flat within 5 %" in result.stdout or "NOT flat" in result.stdout

@@ -10,6 +10,7 @@ import engineio
 import engineio.async_drivers.tornado
 import engineio.async_socket
 import engineio.payload
+import pytest
 import socketio
 import socketio.async_pubsub_manager
 import tornado.iostream
@@ -153,8 +154,22 @@ def test_websocket_frames_match_what_tornado_writes():
 def test_frames_no_client_sends_are_recognised_before_decoding():
     assert engine.malformed_frame('42["x"]') is None
     assert engine.malformed_frame("3") is None and engine.malformed_frame("2probe") is None
-    for frame in ("", "x", "9", "2", "0", "6"):
+    for frame in ("", "x", "9", "2", "0", "6", "\u00b3", "\u0664"):  # "³", Arabic-Indic 4
         assert engine.malformed_frame(frame) is not None, frame
+
+
+def test_engineio_request_internals_chatengine_overrides_exist():
+    server = engineio.AsyncServer
+    assert params(server._log_error_once) == ["self", "message", "message_key"]
+    assert params(server.handle_request) == ["self", "args", "kwargs"]
+    # Why ChatEngine.handle_request forgets closed sessions before a POST: Engine.IO's POST
+    # path calls this without catching the KeyError it raises for them.
+    sio = make()
+    sock = engine.ChatSocket(sio.eio, "w1.closed")
+    sock.closed = True
+    sio.eio.sockets["w1.closed"] = sock
+    with pytest.raises(KeyError):
+        sio.eio._get_socket("w1.closed")
 
 
 def test_socketio_redis_manager_internals_the_bus_overrides_exist():
