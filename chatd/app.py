@@ -240,6 +240,7 @@ async def serve(settings: Settings) -> None:
     worker.manager.initialize()
     tune_gc()
     worker.metrics.watch_gc()
+    worker.metrics.watch_loop()
     worker.presence.start()
     await worker.store.start()
     log.info("%s", startup_line(settings))

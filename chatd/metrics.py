@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 
@@ -11,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 EVENT_BUCKETS_SECS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 GC_BUCKETS_SECS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+LOOP_TICK_SECS = 0.1
+LOOP_BUCKETS_SECS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 class Metrics:
@@ -100,6 +103,26 @@ class Metrics:
             buckets=GC_BUCKETS_SECS,
             registry=self.registry,
         )
+
+        self.loop_lag_seconds = Histogram(
+            "chatd_event_loop_lag_seconds",
+            "How late a timer set every LOOP_TICK_SECS fires: how long the event loop was busy",
+            buckets=LOOP_BUCKETS_SECS,
+            registry=self.registry,
+        )
+
+    def watch_loop(self) -> None:
+        """Time the event loop: everything a worker does waits behind what it is doing now."""
+        loop = asyncio.get_running_loop()
+        lag = self.loop_lag_seconds
+
+        def tick(due: float) -> None:
+            now = loop.time()
+            lag.observe(max(0.0, now - due))
+            loop.call_at(now + LOOP_TICK_SECS, tick, now + LOOP_TICK_SECS)
+
+        start = loop.time() + LOOP_TICK_SECS
+        loop.call_at(start, tick, start)
 
     def watch_gc(self) -> None:
         """Time every collection: its pauses stop every connection of the worker at once."""

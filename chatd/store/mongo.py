@@ -8,6 +8,7 @@ of collections never grows with rooms or messages.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Any
@@ -128,6 +129,7 @@ class MongoStore(Store):
         self.meta = db.get_collection("meta", write_concern=durable)
         self.moderation = db.get_collection("moderation", write_concern=durable)
         self._known_rooms: set[str] = set()
+        self._opening: dict[str, asyncio.Task[bool]] = {}
 
     async def prepare(self) -> None:
         async with mongo_errors("create indexes"):
@@ -198,6 +200,18 @@ class MongoStore(Store):
     async def open_room(self, name: str, owner: str = "") -> bool:
         if name in self._known_rooms:
             return False
+        # The joins of a storm into a new room arrive together: one insert, the others wait
+        # for it (and did not create the room).
+        opening = self._opening.get(name)
+        if opening is not None:
+            await asyncio.shield(opening)
+            return False
+        opening = asyncio.get_running_loop().create_task(self._insert_room(name, owner))
+        self._opening[name] = opening
+        opening.add_done_callback(lambda _: self._opening.pop(name, None))
+        return await asyncio.shield(opening)
+
+    async def _insert_room(self, name: str, owner: str) -> bool:
         now = utc_now()
         doc = {"_id": name, "name": name, "created_at": now, "last_activity": now, "last_seq": 0}
         if owner:

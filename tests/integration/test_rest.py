@@ -327,6 +327,14 @@ async def test_metrics_expose_clients_messages_event_times_and_bus_listener(
     assert metric(text, "chatd_connected_clients") == 0
     assert metric(text, "chatd_messages_total") == 0
     assert metric(text, "chatd_bus_listener_up") == 1
+    # The event loop is timed ten times a second from start-up on.
+    ticks = metric(text, "chatd_event_loop_lag_seconds_count")
+    for _ in range(100):
+        if metric(await scrape(), "chatd_event_loop_lag_seconds_count") >= ticks + 3:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the event loop lag is not measured")
     ann = await client(worker.url)
     bob = await client(worker.url)
     await ann.join(room, "ann")
