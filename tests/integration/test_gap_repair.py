@@ -66,7 +66,8 @@ async def test_stock_clients_get_what_was_sent_while_redis_was_down(
         sent.append(ack)
         await asyncio.sleep(outage_secs / 10)
     own_redis.start()
-    deadline = time.monotonic() + 15
+    # Repair comes within about a second of Redis returning; the margin is for a loaded machine.
+    deadline = time.monotonic() + 30
     seqs = [s["seq"] for s in sent]
     while sorted({m["seq"] for m in far.messages(room)}) != seqs:
         assert time.monotonic() < deadline, sorted({m["seq"] for m in far.messages(room)})
