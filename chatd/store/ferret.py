@@ -110,6 +110,7 @@ class FerretStore(MongoStore):
         self._owner = f"{os.getpid()}-{ObjectId()}"
         self._archiver: asyncio.Task[None] | None = None
         self._blocks: dict[str, int] = {}  # room -> its highest archive block known to exist
+        self._listing: asyncio.Task[list[str]] | None = None
         self._indexed: set[str] = set()
         # What this worker stored and has not archived yet, by room and seq. The archive is
         # written from here; Redis's copy (`unarchived`) is for workers that stop first.
@@ -313,13 +314,24 @@ class FerretStore(MongoStore):
         prefix = legacy.block_collection(room, 0)
         pattern = re.compile(re.escape(prefix) + r"(?:_([0-9]+))?")
         newest = 0
-        async with mongo_errors("list archive"):
-            for name in await self.db.list_collection_names():
-                match = pattern.fullmatch(name)
-                if match:
-                    newest = max(newest, int(match.group(1) or 0))
+        for name in await self._collection_names():
+            match = pattern.fullmatch(name)
+            if match:
+                newest = max(newest, int(match.group(1) or 0))
         self._blocks[room] = newest
         return newest
+
+    async def _collection_names(self) -> list[str]:
+        """One listing at a time, shared by every room that asks meanwhile: the joins of a
+        storm into rooms this worker has not read yet all ask at once."""
+        if self._listing is None:
+            self._listing = asyncio.get_running_loop().create_task(self._list_collections())
+            self._listing.add_done_callback(lambda _: setattr(self, "_listing", None))
+        return await asyncio.shield(self._listing)
+
+    async def _list_collections(self) -> list[str]:
+        async with mongo_errors("list archive"):
+            return await self.db.list_collection_names()
 
     async def _archive_block(
         self, room: str, block: int, first: int, last: int
