@@ -389,6 +389,9 @@ class FerretStore(MongoStore):
         since_lost = await self._redis(self.tail.all(room))
         if since_lost is AWAY:
             return None
+        # Taken before the archive is read: a message leaves `_mine` only once it is in the
+        # archive, so each one is in this copy or in what the read finds.
+        unarchived = self._pending(room, 1, None)
         newest = await self._archive_older(room, None, self.tail.keep)
         if since_lost:
             start = since_lost[0].seq
@@ -398,7 +401,7 @@ class FerretStore(MongoStore):
             return None
         # What this worker stored and has not archived yet belongs in the tail too: from
         # `start` on, the tail is trusted to hold every stored message.
-        mine = self._pending(room, start, None)
+        mine = [m for m in unarchived if m.seq >= start]
         warmed = await self._redis(self.tail.warm(room, merged(newest, mine), start))
         return None if warmed is AWAY else int(warmed)
 
