@@ -442,16 +442,13 @@ class Events:
         name, target = await self._target(request.room, request.user_id)
         if target == moderation.OWNER:
             raise Forbidden("the owner's role cannot be changed")
-        await self._chat_store_role(request.room, request.user_id, request.moderator)
+        await self._mod.set_moderator(request.room, request.user_id, request.moderator)
+        await self._control(request.room, {"op": "roles"})
         role = moderation.MODERATOR if request.moderator else moderation.MEMBER
         await self._moderated(session, request.room, "role", request.user_id, name, role=role)
         members = await self._presence.members(request.room)
         await self._emit_presence(request.room, members)
         return protocol.ok(room=request.room, user_id=request.user_id, role=role)
-
-    async def _chat_store_role(self, room: str, user_id: str, moderator: bool) -> None:
-        await self._mod.set_moderator(room, user_id, moderator)
-        await self._control(room, {"op": "roles"})
 
     async def mute_user(self, sid: str, data: Any) -> dict[str, Any]:
         request = protocol.parse_mute(data)
