@@ -89,7 +89,9 @@ def test_start_runs_one_worker_per_setting_and_stop_leaves_nothing(cluster):
         time.sleep(0.05)
     new_pid = int(ctl(env, "pid", "chatd:chatd-01").strip())
     assert new_pid not in (0, pid)
-    assert back_after is not None and back_after <= 3.0, back_after
+    # supervisord's 1 s back-off plus a worker's start-up (about 1 s of imports, the token
+    # library's included), with margin for a loaded machine.
+    assert back_after is not None and back_after <= 4.0, back_after
 
     supervisord_pid = int((ROOT / "var/run/supervisord.pid").read_text())
     run_script("stop", env)
