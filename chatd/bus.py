@@ -79,14 +79,20 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
     members on it (`chatd/follows.py`), so it receives only its rooms' traffic.
     """
 
-    def __init__(self, url: str, prefix: str, metrics: Metrics, room_prefix: str) -> None:
+    def __init__(
+        self, url: str, prefix: str, metrics: Metrics, room_prefix: str, client_name: str = ""
+    ) -> None:
         super().__init__(
             url=url,
             channel=channel_name(prefix),
-            redis_options={"socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECS},
+            redis_options={
+                "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECS,
+                "client_name": client_name or None,
+            },
         )
         self._metrics = metrics
         self._url = url
+        self._client_name = client_name or None
         self._room_prefix = room_prefix
         self._follows = Follows()
         self._sweep: asyncio.TimerHandle | None = None
@@ -98,6 +104,7 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         self._publisher: asyncio.Task[None] | None = None
         self._publisher_redis: aioredis.Redis | None = None
         self.listener_up = False
+        self.thread: asyncio.Task[None] | None = None  # the listener, made by initialize()
 
     def room_channel(self, room: str) -> str:
         return f"{self.channel}:{room}"
@@ -201,6 +208,7 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
                         self._url,
                         socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECS,
                         socket_timeout=REDIS_SOCKET_TIMEOUT_SECS,
+                        client_name=self._client_name,
                     )
                 # One pipeline on one connection: Redis applies the publishes in this order.
                 pipe = self._publisher_redis.pipeline(transaction=False)
@@ -280,19 +288,38 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         self.listener_up = up
         self._metrics.bus_listener_up.set(1 if up else 0)
 
+    def start(self) -> None:
+        """Listen to the bus now rather than at the first connection, so the listener metric
+        and cross-worker delivery are live from the start."""
+        self.server.manager_initialized = True
+        self.initialize()
+
     async def close(self) -> None:
-        if self._publisher is not None:
-            # Give queued publishes a moment to leave before the process exits.
-            deadline = time.monotonic() + 1.0
-            while self._queue is not None and not self._queue.empty():
-                if time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.02)
-            self._publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher
-        if self._publisher_redis is not None:
-            await self._publisher_redis.aclose()
+        """Let queued publishes leave (for up to a second), then stop listening and
+        publishing and close every connection of the bus."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        try:
+            await self._let_publishes_leave(1.0)
+        finally:
+            for task in (self.thread, self._publisher):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            self.thread = self._publisher = None
+            for connection in (self.pubsub, self.redis, self._publisher_redis):
+                if connection is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await connection.aclose()
+
+    async def _let_publishes_leave(self, grace_secs: float) -> None:
+        deadline = time.monotonic() + grace_secs
+        while self._publisher is not None and self._queue is not None and not self._queue.empty():
+            if time.monotonic() > deadline:
+                log.warning("%d bus publishes not sent at shutdown", self._queue.qsize())
+                return
+            await asyncio.sleep(0.02)
 
 
 class Presence:
@@ -303,7 +330,9 @@ class Presence:
     out within ttl.
     """
 
-    def __init__(self, url: str, prefix: str, host_id: str, ttl_secs: int) -> None:
+    def __init__(
+        self, url: str, prefix: str, host_id: str, ttl_secs: int, client_name: str = ""
+    ) -> None:
         # A blocking pool: in a storm of joins or disconnects, commands wait for a connection
         # (up to the socket timeout) instead of failing with "Too many connections".
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -313,6 +342,7 @@ class Presence:
             socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECS,
             socket_timeout=REDIS_SOCKET_TIMEOUT_SECS,
             decode_responses=True,
+            client_name=client_name or None,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         self._prefix = prefix
@@ -404,10 +434,12 @@ class Presence:
                 log.warning("presence refresh failed (%s)", type(exc).__name__)
 
     async def close(self) -> None:
+        """Remove this worker's entries (they would expire by themselves), then close the
+        pool, also when the removal is cut short."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         try:
             pipe = self._redis.pipeline(transaction=False)
             for (room, sid), member in list(self._local.items()):
@@ -415,5 +447,6 @@ class Presence:
             await pipe.execute()
         except (RedisError, OSError):
             log.info("presence not cleared at shutdown; it expires by itself")
-        self._local.clear()
-        await self._redis.aclose(close_connection_pool=True)
+        finally:
+            self._local.clear()
+            await self._redis.aclose(close_connection_pool=True)

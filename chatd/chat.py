@@ -180,10 +180,15 @@ class Chat:
             self._metrics.messages.inc()
             self._activity.note(message.room, message.seq, message.timestamp)
 
+    def start(self) -> None:
+        self._writer.start()
+        self._activity.start()
+
     async def close(self, grace_secs: float) -> None:
+        """Store what was sent, then write the room list notes it made, each within half of
+        `grace_secs`."""
         await self._writer.close(grace_secs / 2)
         await self._activity.close(grace_secs / 2)
-        await self._repair.close()
 
     async def create_room(self, name: str, owner: str = "") -> tuple[Room, bool]:
         created = await self._store.open_room(name, owner)

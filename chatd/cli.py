@@ -79,5 +79,4 @@ def main(argv: list[str] | None = None) -> int:
     from chatd import app, log
 
     log.configure(settings)
-    app.run(settings)
-    return 0
+    return app.run(settings)

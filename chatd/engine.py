@@ -59,6 +59,8 @@ RESERVED_EVENTS = frozenset(
     {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
 )
 PING_TICK_SECS = 1.0
+# The wheel ticks this long after each whole second, so that a slot is never served early.
+PING_TICK_SLACK_SECS = 0.005
 # What `sio.get_environ(sid)` and the connect handler see of the handshake request.
 KEPT_ENVIRON = ("REQUEST_METHOD", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN", "tornado.handler")
 SID_RANDOM_BYTES = 16
@@ -288,6 +290,16 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         if not self.closing and not self.closed:
             self.last_ping = time.time()
             self.deliver(PING)
+            self.server.pong_deadlines.add(self, self.server.ping_timeout)
+
+    def pong_overdue(self) -> None:
+        """A ping timeout after a PING: closed now if no PONG came, rather than at the
+        heartbeat check's next round (up to another ping timeout later), so a client that
+        vanished is gone within ping interval + ping timeout."""
+        last = self.last_ping
+        overdue = last is not None and time.time() - last > self.server.ping_timeout
+        if overdue and not self.closing and not self.closed:
+            self.server.start_background_task(self.check_ping_timeout)
 
     upgraded: bool
     connected: bool
@@ -428,6 +440,8 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
             raise engineio.exceptions.EngineIOError() from None
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        if reason == self.server.reason.PING_TIMEOUT and not (self.closed or self.closing):
+            self.server.on_timed_out("websocket" if self.upgraded else "polling")
         # Waiting means waiting for the send queue to drain, which never happens on a polling
         # client that has stopped polling: its request, and its memory, would hang forever.
         # Over WebSocket nothing is queued: the CLOSE packet is written before the socket
@@ -460,27 +474,43 @@ class ChatSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
 
 
 class PingWheel:
-    """Sends each session its next PING when due, to the second: one timer for the server
-    instead of a sleeping task (or a timer) per session."""
+    """Calls `due(sock)` for each session when its time comes, to the second: one timer for
+    the server instead of a sleeping task (or a timer) per session. `early`: at most a second
+    before its time (a PING, which must not come later than the client expects it); else at
+    most a second after it (a deadline, which must not pass early)."""
 
-    def __init__(self) -> None:
+    def __init__(self, due: Callable[[ChatSocket], None], early: bool) -> None:
+        self._call = due
+        self._round = math.floor if early else math.ceil
         self._due: dict[int, list[ChatSocket]] = {}
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, sock: ChatSocket, delay: float) -> None:
-        slot = math.ceil(time.monotonic() + delay)
+        slot = self._round(time.monotonic() + delay)
         self._due.setdefault(slot, []).append(sock)
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(PING_TICK_SECS, self._tick)
+            self._arm()
+
+    def _arm(self) -> None:
+        # On whole seconds, so that a slot is served when it comes, not up to a tick later.
+        now = time.monotonic()
+        wait = math.floor(now) + PING_TICK_SECS - now
+        self._timer = asyncio.get_running_loop().call_later(wait + PING_TICK_SLACK_SECS, self._tick)
 
     def _tick(self) -> None:
         self._timer = None
         now = time.monotonic()
         for slot in [slot for slot in self._due if slot <= now]:
             for sock in self._due.pop(slot):
-                sock.ping_due()
-        if self._due:
-            self._timer = asyncio.get_running_loop().call_later(PING_TICK_SECS, self._tick)
+                self._call(sock)
+        if self._due and self._timer is None:
+            self._arm()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due.clear()
 
 
 class ChatEngine(engineio.AsyncServer):  # type: ignore[misc]
@@ -488,7 +518,11 @@ class ChatEngine(engineio.AsyncServer):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pings = PingWheel()
+        self.pings = PingWheel(ChatSocket.ping_due, early=True)
+        self.pong_deadlines = PingWheel(ChatSocket.pong_overdue, early=False)
+        self.connections: set[Any] = set()  # the open WebSocket handlers
+        # Told the transport of each session closed because its client went silent.
+        self.on_timed_out: Callable[[str], None] = lambda transport: None
 
     start_service_task: bool
     sid_prefix = ""
@@ -553,6 +587,24 @@ class ChatEngine(engineio.AsyncServer):  # type: ignore[misc]
             return self._ok(await sock.poll(), jsonp_index=jsonp_index)
         except engineio.exceptions.QueueEmpty:
             return self._bad_request()
+
+    def abort_transports(self) -> None:
+        """Cut every WebSocket at the TCP level, after what was written to it: no CLOSE packet
+        and no disconnect handler, so clients see their transport close and reconnect by
+        themselves (docs/guarantees.md L10), and the worker does not announce each of them
+        leaving on its way out. Long-polling requests are cut with the HTTP server's
+        connections; `end_polls` then ends what waits for them."""
+        self.pings.close()
+        self.pong_deadlines.close()
+        for handler in list(self.connections):
+            handler.abort()
+
+    def end_polls(self) -> None:
+        """End every long-poll still waiting for output, its connection already gone."""
+        for sock in self.sockets.values():
+            if isinstance(sock, ChatSocket) and sock.polls:
+                sock.cut = True
+                sock.queue.put_nowait(None)
 
     def upgrade_refusal(self, query: dict[str, list[str]]) -> str | None:
         """Why Engine.IO would refuse this WebSocket upgrade after its 101, or None."""
@@ -713,6 +765,7 @@ def make_server(
     outbuf_bytes: int,
     ping_interval: int,
     ping_timeout: int,
+    on_timed_out: Callable[[str], None] | None = None,
 ) -> ChatServer:
     def cors_allowed(origin: str | None, environ: dict[str, Any]) -> bool:
         return origins.allows(origin, environ.get("HTTP_HOST"))
@@ -731,6 +784,8 @@ def make_server(
     sio.eio.sid_prefix = sid_prefix
     sio.eio.outbuf_bytes = outbuf_bytes
     sio.eio.frame_bytes = frame_bytes
+    if on_timed_out is not None:
+        sio.eio.on_timed_out = on_timed_out
     return sio
 
 
@@ -746,6 +801,9 @@ def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) ->
             self.receive_queue = None  # frames go to the session as they are read
             self.sock: ChatSocket | None = None
             self.pending: list[bytes] | None = None  # frames written this event-loop turn
+            # Kept past `ws_connection`, which Tornado drops as soon as a close begins, while
+            # the connection lives on until the client answers it (or for 5 s).
+            self.tcp: Any = None
 
         def prepare(self) -> None:
             # Before Engine.IO and before Tornado's own WebSocket origin check, which skips
@@ -776,13 +834,22 @@ def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) ->
             # the worker by the room's whole traffic until the ping timeout. Capped, it is
             # cut (`write_frame`).
             if self.ws_connection is not None:
-                self.ws_connection.stream.max_write_buffer_size = outbuf_bytes
+                self.tcp = self.ws_connection.stream
+                self.tcp.max_write_buffer_size = outbuf_bytes
             # Without TCP_NODELAY an ack written right after a broadcast waits for the client's
             # delayed ACK: about 40 ms on every sequential send.
             self.set_nodelay(True)
+            engine.connections.add(self)
             # Engine.IO's handler starts a task for this; it returns as soon as the session is
             # taken (ChatSocket._websocket_handler), and Tornado holds frames until it has.
             await engine.handle_request(self)
+
+        def abort(self) -> None:
+            """Close the TCP connection after what was written, leaving the session alone."""
+            self.sock = None
+            self.flush_frames()
+            if self.tcp is not None:
+                self.tcp.close()
 
         def write_frame(self, data: bytes) -> None:
             """Queue one frame; what the turn queued leaves together at its end."""
@@ -833,6 +900,7 @@ def socket_handler(sio: ChatServer, origins: OriginPolicy, outbuf_bytes: int) ->
             raise RuntimeError("frames go to ChatSocket.on_frame")
 
         def on_close(self) -> None:
+            engine.connections.discard(self)
             if self.sock is not None:
                 self.sock.transport_closed(self)
 

@@ -139,9 +139,31 @@ class Events:
         self.presence_fanout = PresenceFanout(presence, self._emit_presence, PRESENCE_INTERVAL_SECS)
         self._kicks: set[asyncio.Task[None]] = set()
         self.inflight = 0
-        # Set while no event is being handled; shutdown waits on it to drain.
+        # Set while no event or disconnect is being handled; shutdown waits on it to drain.
         self.idle = asyncio.Event()
         self.idle.set()
+
+    def _begin(self) -> None:
+        self.inflight += 1
+        self.idle.clear()
+
+    def _end(self) -> None:
+        self.inflight -= 1
+        if not self.inflight:
+            self.idle.set()
+
+    async def close(self) -> None:
+        """Let disconnects in progress finish (the parts they use close next), then forget
+        the connections (their transports are gone) and stop the online-list checks and the
+        kicks still being applied."""
+        try:
+            await self.idle.wait()
+        finally:
+            self._sessions.clear()  # a moderation notice from the bus finds no one now
+            await self.presence_fanout.close()
+            for task in list(self._kicks):
+                task.cancel()
+            await asyncio.gather(*self._kicks, return_exceptions=True)
 
     def register(self) -> None:
         self._sio.on("connect", handler=self.connect)
@@ -173,8 +195,7 @@ class Events:
     def _wrap(self, event: str, handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def handle(sid: str, *args: Any) -> dict[str, Any]:
             started = time.perf_counter()
-            self.inflight += 1
-            self.idle.clear()
+            self._begin()
             try:
                 if len(args) > 1:
                     raise InvalidPayload("send one payload per event")
@@ -202,9 +223,7 @@ class Events:
                 log.exception("%s failed (sid=%s)", event, sid)
                 return protocol.fail("internal", "internal error; the request was not applied")
             finally:
-                self.inflight -= 1
-                if not self.inflight:
-                    self.idle.set()
+                self._end()
                 self._metrics.event_seconds.labels(event).observe(time.perf_counter() - started)
 
         return handle
@@ -266,6 +285,13 @@ class Events:
         session = self._sessions.pop(sid, None)
         if session is None:
             return
+        self._begin()
+        try:
+            await self._disconnected(sid, session)
+        finally:
+            self._end()
+
+    async def _disconnected(self, sid: str, session: Session) -> None:
         left = self._per_address.get(session.address, 1) - 1
         if left > 0:
             self._per_address[session.address] = left

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -77,6 +78,14 @@ class Metrics:
             "Rooms told to re-join because they were further behind than a repair reads",
             registry=self.registry,
         )
+        self.sessions_timed_out = Counter(
+            "chatd_sessions_timed_out",
+            "Sessions closed because their client stopped answering pings (or stopped polling)",
+            ["transport"],
+            registry=self.registry,
+        )
+        for transport in ("websocket", "polling"):
+            self.sessions_timed_out.labels(transport)  # shown at 0 before the first one
         self.bus_dropped = Counter(
             "chatd_bus_publish_dropped",
             "Bus publishes dropped because Redis was unreachable",
@@ -111,7 +120,23 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch_loop(self) -> None:
+        self._tick: asyncio.TimerHandle | None = None
+        self._on_gc: Callable[[str, dict[str, int]], None] | None = None
+
+    def start(self) -> None:
+        """Watch the event loop and the garbage collector until `close`."""
+        self._watch_loop()
+        self._watch_gc()
+
+    def close(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        if self._on_gc is not None:
+            gc.callbacks.remove(self._on_gc)
+            self._on_gc = None
+
+    def _watch_loop(self) -> None:
         """Time the event loop: everything a worker does waits behind what it is doing now."""
         loop = asyncio.get_running_loop()
         lag = self.loop_lag_seconds
@@ -119,12 +144,12 @@ class Metrics:
         def tick(due: float) -> None:
             now = loop.time()
             lag.observe(max(0.0, now - due))
-            loop.call_at(now + LOOP_TICK_SECS, tick, now + LOOP_TICK_SECS)
+            self._tick = loop.call_at(now + LOOP_TICK_SECS, tick, now + LOOP_TICK_SECS)
 
         start = loop.time() + LOOP_TICK_SECS
-        loop.call_at(start, tick, start)
+        self._tick = loop.call_at(start, tick, start)
 
-    def watch_gc(self) -> None:
+    def _watch_gc(self) -> None:
         """Time every collection: its pauses stop every connection of the worker at once."""
         started = [0.0]
         pauses = [self.gc_pause_seconds.labels(generation=str(g)) for g in range(3)]
@@ -135,6 +160,7 @@ class Metrics:
             else:
                 pauses[info["generation"]].observe(time.perf_counter() - started[0])
 
+        self._on_gc = on_gc
         gc.callbacks.append(on_gc)
 
     def render(self) -> bytes:

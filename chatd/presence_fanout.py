@@ -31,9 +31,12 @@ class PresenceFanout:
         self._checks: dict[str, asyncio.Task[None]] = {}
         self._sent: dict[str, list[Member]] = {}  # while a check is pending: the list last sent
         self._dirty: set[str] = set()  # rooms changed while their check was reading
+        self._closed = False
 
     async def changed(self, room: str, members: list[Member]) -> None:
         """`members` is the list as the caller saw it after the change."""
+        if self._closed:
+            return  # the worker is stopping: its members are gone
         if room in self._checks:
             self._dirty.add(room)  # the pending check reads the list fresh
             return
@@ -62,6 +65,7 @@ class PresenceFanout:
             self._dirty.discard(room)
 
     async def close(self) -> None:
+        self._closed = True
         tasks = list(self._checks.values())
         for task in tasks:
             task.cancel()

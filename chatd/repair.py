@@ -16,7 +16,6 @@ members re-join with `since` (the browser client does so by itself).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -120,6 +119,7 @@ class GapRepair:
         self._rooms: dict[str, Ledger] = {}
         self._lock = asyncio.Lock()  # one repair at a time: bounded reads per worker
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running = False  # repairs start only between start() and close()
 
     # -- what the bus and the join path tell it ----------------------------------------------
     async def joined(self, room: str, name: str, last_seq: int | None) -> None:
@@ -163,6 +163,8 @@ class GapRepair:
         if ledger is not None and ledger.timer is not None:
             ledger.timer.cancel()
             ledger.timer = None
+        if not self._running:
+            return
         task = asyncio.get_running_loop().create_task(self._repair(room, everything))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -218,11 +220,16 @@ class GapRepair:
                 log.info("room %s: delivered %d messages the bus did not bring", room, repaired)
             self._deliver(room, out)
 
+    def start(self) -> None:
+        self._running = True
+
     async def close(self) -> None:
+        """Stop repairing: the members are gone, and so is what a repair would send them."""
+        self._running = False
         for ledger in self._rooms.values():
             if ledger.timer is not None:
                 ledger.timer.cancel()
+                ledger.timer = None
         for task in list(self._tasks):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)

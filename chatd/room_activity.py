@@ -12,7 +12,6 @@ nothing queues beyond one entry per room, and the list lags by however many room
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 
@@ -30,12 +29,16 @@ class RoomActivity:
         self._store = store
         self._pending: dict[str, tuple[int, datetime]] = {}
         self._writer: asyncio.Task[None] | None = None
+        self._running = False  # notes are written only between start() and close()
+
+    def start(self) -> None:
+        self._running = True
 
     def note(self, room: str, seq: int, at: datetime) -> None:
         earlier = self._pending.get(room)
         if earlier is None or earlier[0] < seq:
             self._pending[room] = (seq, at)
-        if self._writer is None or self._writer.done():
+        if self._running and (self._writer is None or self._writer.done()):
             self._writer = asyncio.create_task(self._write_all())
 
     async def _write_all(self) -> None:
@@ -56,13 +59,15 @@ class RoomActivity:
                 log.exception("room activity of %r not written", room)
 
     async def close(self, grace_secs: float) -> None:
-        """Write what is pending, for at most `grace_secs` seconds."""
+        """Write what is pending, for at most `grace_secs` seconds; the room list may trail
+        by what is left (docs/guarantees.md N5)."""
+        self._running = False
         if self._writer is None:
             return
         try:
             await asyncio.wait_for(asyncio.shield(self._writer), grace_secs)
         except TimeoutError:
             log.warning("room activity of %d rooms not written at shutdown", len(self._pending))
+        finally:
             self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            await asyncio.gather(self._writer, return_exceptions=True)

@@ -85,6 +85,10 @@ class Writer:
         self._queue: deque[_Pending] = deque()
         self._by_key: dict[tuple[str, str], _Pending] = {}
         self._runner: asyncio.Task[None] | None = None
+        self._running = False  # sends are taken only between start() and close()
+
+    def start(self) -> None:
+        self._running = True
 
     async def send(self, entry: Entry) -> SendResult:
         room = entry.room
@@ -95,6 +99,8 @@ class Writer:
             # A retry while the first send is still waiting or being stored on this worker.
             result = await asyncio.shield(earlier.done)
             return SendResult(result.message, duplicate=True)
+        if not self._running:
+            raise Unavailable("this server is shutting down; retry")
         if len(self._queue) >= QUEUE_MAX:
             raise Unavailable("the message store is not keeping up; retry")
         pending = _Pending(entry, room, wire_id, key)
@@ -111,6 +117,9 @@ class Writer:
             batch = [self._queue.popleft() for _ in range(min(BATCH_MAX, len(self._queue)))]
             try:
                 await self._commit(batch)
+            except asyncio.CancelledError:
+                self._fail(batch, Unavailable("this server is shutting down; retry"))
+                raise
             except Exception:
                 log.exception("storing a batch of %d messages failed", len(batch))
                 self._fail(batch, Unavailable("message store is unavailable, try again"))
@@ -208,9 +217,20 @@ class Writer:
         return offered
 
     async def close(self, grace_secs: float) -> None:
-        """Let the batch being stored finish, for at most `grace_secs`."""
-        if self._runner is not None and not self._runner.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._runner), grace_secs)
-            except TimeoutError:
-                log.warning("%d messages still unstored at shutdown", len(self._queue))
+        """Store what was sent, for at most `grace_secs`; what is left fails with
+        `unavailable` and may or may not be stored (docs/guarantees.md N4)."""
+        self._running = False
+        runner = self._runner
+        if runner is None or runner.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(runner), grace_secs)
+        except TimeoutError:
+            log.warning("%d messages still unstored at shutdown", len(self._queue))
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            left = list(self._queue)
+            self._queue.clear()
+            self._by_key.clear()
+            self._fail(left, Unavailable("this server is shutting down; retry"))

@@ -114,12 +114,16 @@ class LayoutStore(Store):
         await self._store()
 
     async def close(self) -> None:
+        """Let the layout flush what it holds, then close the client, also when the flush is
+        cut short."""
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
             await asyncio.gather(self._starting, return_exceptions=True)
-        if self._impl is not None:
-            await self._impl.close()
-        await self.client.close()
+        try:
+            if self._impl is not None:
+                await self._impl.close()
+        finally:
+            await self.client.close()
 
     async def ping(self) -> bool:
         try:

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.integration.raw import Polling, open_raw_websocket
-from tests.integration.test_hostile import metric
+from tests.integration.test_hostile import metric, timed_out
 
 pytestmark = pytest.mark.cluster
 
@@ -160,6 +160,7 @@ async def test_websocket_that_answers_pings_outlives_many_heartbeats(quick_heart
 
 
 async def test_websocket_that_stops_answering_pings_is_closed_and_uncounted(quick_heartbeat):
+    before = timed_out(quick_heartbeat)
     async with aiohttp.ClientSession() as http:
         ws = await open_raw_websocket(http, quick_heartbeat)
         assert metric(quick_heartbeat, "chatd_connected_clients") == 1
@@ -173,6 +174,7 @@ async def test_websocket_that_stops_answering_pings_is_closed_and_uncounted(quic
         while metric(quick_heartbeat, "chatd_connected_clients") != 0:
             assert time.monotonic() < deadline + 5
             await asyncio.sleep(0.05)
+        assert timed_out(quick_heartbeat) == before + 1
 
 
 async def test_a_peer_that_goes_silent_without_closing_is_freed_with_its_presence(
@@ -183,6 +185,7 @@ async def test_a_peer_that_goes_silent_without_closing_is_freed_with_its_presenc
     is told it left."""
     watcher = await client(quick_heartbeat.url, transports=["websocket"])
     await watcher.join(room, "watcher")
+    before = timed_out(quick_heartbeat)
     async with aiohttp.ClientSession() as http:
         ghost = await open_raw_websocket(http, quick_heartbeat)
         await ghost.send_str(event("joinRoom", {"room": room, "username": "ghost"}, 1))
@@ -197,4 +200,5 @@ async def test_a_peer_that_goes_silent_without_closing_is_freed_with_its_presenc
         assert time.monotonic() - started < 2 + 2 + 2  # interval + timeout, and a sweep
         await watcher.wait_for("presence", lambda ps: "ghost" not in ps[-1]["users"])
         assert metric(quick_heartbeat, "chatd_connected_clients") == 1  # the watcher
+        assert timed_out(quick_heartbeat) == before + 1
         await ghost.close()

@@ -53,6 +53,15 @@ def metric(worker: Worker, name: str) -> float:
     return float(match.group(1))
 
 
+def timed_out(worker: Worker, transport: str = "websocket") -> float:
+    """chatd_sessions_timed_out_total of one transport."""
+    _, body = http_get(worker.url + "/metrics")
+    name = f'chatd_sessions_timed_out_total{{transport="{transport}"}}'
+    match = re.search(rf"^{re.escape(name)} (\S+)$", body.decode(), re.M)
+    assert match, name
+    return float(match.group(1))
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -167,6 +176,7 @@ async def test_polling_session_that_only_sends_blind_pongs_is_closed(start_worke
             assert time.monotonic() < deadline, "blind PONGs kept a session that never polls"
             await eve.post("3")
             await asyncio.sleep(0.3)
+    assert timed_out(worker, "polling") == 1
 
 
 # ---- 2. upgrades Engine.IO would refuse get no 101 ---------------------------------------------
