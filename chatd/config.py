@@ -120,8 +120,10 @@ class Settings:
         if not self.static_path.is_dir():
             bad("server_static_dir", f"{self.static_path} is not a directory")
         redis_url = urlparse(self.redis_url)
-        if redis_url.scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
-            bad("redis_url", "must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+        if redis_url.scheme == "redis+sentinel":
+            bad("redis_url", "Sentinel is not supported; name the master, or a Redis Cluster node")
+        elif redis_url.scheme not in ("redis", "rediss", "unix"):
+            bad("redis_url", "must be a redis://, rediss:// or unix:// URL")
         elif (
             redis_url.scheme in ("redis", "rediss")
             and redis_url.hostname not in LOOPBACK_HOSTS

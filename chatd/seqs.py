@@ -26,10 +26,15 @@ _TAKE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 return redis.call('INCRBY', KEYS[1], ARGV[1])
 """
-# Set the counter to at least ARGV[1] (seeding, or lifting it past a refused seq).
+# Set the counter to at least ARGV[1] (seeding, or lifting it past a refused seq). A missing
+# counter is created even at 0: a new room's counter is seeded with 0.
 _RAISE = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1] end
+local found = redis.call('GET', KEYS[1])
+local current = tonumber(found or '0')
+if found == false or current < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
 return current
 """
 

@@ -670,3 +670,18 @@ async def test_join_history_goes_to_its_socket_without_crossing_redis(
     finally:
         await pubsub.aclose()
         await bus.aclose()
+
+
+async def test_a_new_rooms_first_message_takes_its_seq_from_redis(server, client, room, services):
+    # A new room's counter is seeded with 0; it must be created at 0, or every first message
+    # would fall back to the store's slower way of numbering.
+    ann = await client(server.url)
+    await ann.join(room, "ann")
+    ack = await ann.send(room, "first")
+    assert ack["ok"] and ack["seq"] == 1
+    r = redis.Redis.from_url(services.redis_url)
+    try:
+        assert r.get(f"{services.redis_prefix}:seq:{{{room}}}") == b"1"
+    finally:
+        r.close()
+    assert "seqs from the store" not in server.log()

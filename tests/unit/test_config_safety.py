@@ -36,3 +36,8 @@ def test_wildcard_origin_and_oversized_frames_are_refused_together():
     found = problems(CHATD_SERVER_CORS_ORIGINS="*", CHATD_LIMITS_FRAME_BYTES="2000000")
     assert any(p.startswith("CHATD_SERVER_CORS_ORIGINS=") for p in found)
     assert any(p.startswith("CHATD_LIMITS_FRAME_BYTES=") for p in found)
+
+
+def test_sentinel_url_is_refused_with_a_reason():
+    [found] = problems(CHATD_REDIS_URL="redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0")
+    assert found.startswith("CHATD_REDIS_URL=") and "Sentinel is not supported" in found
