@@ -120,11 +120,12 @@ class Chat:
             has_more=has_more or trimmed,
         )
 
-    async def send(self, author: Author, request: MessageRequest) -> SendResult:
-        return await self._writer.send(
+    def submit(self, author: Author, request: MessageRequest, origin: str) -> Awaitable[SendResult]:
+        """Queue the message from connection `origin`; the awaitable answers once stored."""
+        return self._writer.submit(
             Entry(
                 request.room, author.name, author.user_id, request.text, request.client_id,
-                author.scope,
+                author.scope, origin=origin,
             )
         )  # fmt: skip
 

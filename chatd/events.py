@@ -49,10 +49,22 @@ MAX_WAITING_EVENTS = 256
 # ...and an event that waited this long is answered `unavailable` without being applied: its
 # sender has most likely given up on the ack, and a retry with the same client_id is safe.
 EVENT_DEADLINE_SECS = 10.0
+# A message is queued for the store under the connection's lock (that fixes its place in its
+# sender's order) and its ack awaited outside it, so the connection's next events go on; past
+# this many messages of one connection waiting on the store, the next is awaited in place.
+MAX_STORING_PER_CONNECTION = 32
 # A room's online list goes out at most this often per worker (see presence_fanout).
 PRESENCE_INTERVAL_SECS = 0.5
 
-Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """A handler's answer that is awaited after the connection's lock is released."""
+
+    answer: Awaitable[dict[str, Any]]
+
+
+Handler = Callable[[str, Any], Awaitable[dict[str, Any] | Later]]
 
 
 def refusal(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
@@ -83,6 +95,7 @@ class Session:
     # seq order is its send order (docs/guarantees.md G4). Tasks reach the lock in arrival order.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0  # events queued behind `lock`
+    storing: int = 0  # messages queued for the store, their acks not sent yet
 
     def take_join(self) -> bool:
         if self.joins is None:
@@ -210,9 +223,10 @@ class Events:
                 try:
                     if time.perf_counter() - started > EVENT_DEADLINE_SECS:
                         raise Unavailable("the server is busy; retry")
-                    return await handler(sid, args[0] if args else None)
+                    answer = await handler(sid, args[0] if args else None)
                 finally:
                     session.lock.release()
+                return await answer.answer if isinstance(answer, Later) else answer
             except ChatError as exc:
                 self._metrics.errors.labels(exc.code).inc()
                 if refusals.admit():
@@ -391,7 +405,7 @@ class Events:
             for m in members
         ]  # fmt: skip
 
-    async def chat_message(self, sid: str, data: Any) -> dict[str, Any]:
+    async def chat_message(self, sid: str, data: Any) -> Later | dict[str, Any]:
         session = self._session(sid)
         request = protocol.parse_message(
             data, session.last_room, self._settings.limits_message_chars
@@ -400,14 +414,25 @@ class Events:
             raise NotJoined(f"join room {request.room!r} before sending to it")
         session.check_not_muted(request.room)
         await self._take_send(session)
-        result = await self._chat.send(session.author(request.room), request)
-        message = result.message
-        return protocol.ok(
-            id=message.id,
-            seq=message.seq,
-            timestamp=iso_millis(message.timestamp),
-            duplicate=result.duplicate,
-        )
+        stored = self._chat.submit(session.author(request.room), request, sid)
+        session.storing += 1
+
+        async def answer() -> dict[str, Any]:
+            try:
+                result = await stored
+            finally:
+                session.storing -= 1
+            message = result.message
+            return protocol.ok(
+                id=message.id,
+                seq=message.seq,
+                timestamp=iso_millis(message.timestamp),
+                duplicate=result.duplicate,
+            )
+
+        if session.storing > MAX_STORING_PER_CONNECTION:
+            return await answer()
+        return Later(answer())
 
     async def _take_send(self, session: Session) -> None:
         if not session.messages.take() or not await self._identity_allows(session.identity, "send"):

@@ -10,7 +10,10 @@ counter) takes a new seq; one refused by its client key was stored before, and i
 gets the stored one back, marked duplicate.
 
 One batch is stored at a time per worker, so one room's messages leave this worker in seq
-order. Two sends of one client key on this worker share one entry.
+order. Two sends of one client key on this worker share one entry. A batch takes at most one
+send of each connection (`Entry.origin`): a sender may have several sends waiting (its events
+go on while they are stored), and each is stored, retries included, before the next, so one
+sender's seqs follow its send order.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class Entry:
     kind: str = MESSAGE
     target: str = ""
     target_seq: int = 0
+    origin: str = ""  # the connection that sent it ("": none, no order to keep)
 
 
 @dataclass
@@ -91,14 +95,18 @@ class Writer:
         self._running = True
 
     async def send(self, entry: Entry) -> SendResult:
+        return await self.submit(entry)
+
+    def submit(self, entry: Entry) -> Awaitable[SendResult]:
+        """Queue the send now (its place in its sender's order is taken here); the awaitable
+        answers once it is stored, or raises."""
         room = entry.room
         wire_id = entry.client_id if entry.client_id is not None else "srv-" + uuid.uuid4().hex
         key = client_key(kind_scope(entry.scope, entry.kind), wire_id)
         earlier = self._by_key.get((room, key))
         if earlier is not None:
             # A retry while the first send is still waiting or being stored on this worker.
-            result = await asyncio.shield(earlier.done)
-            return SendResult(result.message, duplicate=True)
+            return self._again(earlier)
         if not self._running:
             raise Unavailable("this server is shutting down; retry")
         if len(self._queue) >= QUEUE_MAX:
@@ -110,11 +118,34 @@ class Writer:
             self._runner = asyncio.get_running_loop().create_task(self._run())
         # Shielded: a sender that gives up does not take its message out of a batch. The
         # batch forgets the key once it is answered (_run).
-        return await asyncio.shield(pending.done)
+        return asyncio.shield(pending.done)
+
+    @staticmethod
+    async def _again(earlier: _Pending) -> SendResult:
+        result = await asyncio.shield(earlier.done)
+        return SendResult(result.message, duplicate=True)
+
+    def _next_batch(self) -> list[_Pending]:
+        """Up to BATCH_MAX waiting sends, oldest first, at most one per connection; the
+        others keep their place for the next batch."""
+        batch: list[_Pending] = []
+        later: list[_Pending] = []
+        origins: set[str] = set()
+        while self._queue and len(batch) < BATCH_MAX:
+            p = self._queue.popleft()
+            origin = p.entry.origin
+            if origin and origin in origins:
+                later.append(p)
+                continue
+            if origin:
+                origins.add(origin)
+            batch.append(p)
+        self._queue.extendleft(reversed(later))
+        return batch
 
     async def _run(self) -> None:
         while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(BATCH_MAX, len(self._queue)))]
+            batch = self._next_batch()
             try:
                 await self._commit(batch)
             except asyncio.CancelledError:

@@ -57,6 +57,33 @@ return oldest[2]
 """
 
 
+# Stored messages enter their rooms' tails and wait in `unarchived`, each room listed in
+# `archive_due`: one call for a whole batch. KEYS: archive_due, then per room its tail,
+# unarchived and floor; ARGV: now, ttl, then per room its name, its message count and that
+# many (seq, message) pairs.
+_ADD = """
+local now, ttl, a = ARGV[1], ARGV[2], 3
+for k = 2, #KEYS, 3 do
+  local room, n = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  local by_seq, by_time = {}, {}
+  for i = 1, n do
+    by_seq[#by_seq + 1] = ARGV[a]
+    by_seq[#by_seq + 1] = ARGV[a + 1]
+    by_time[#by_time + 1] = now
+    by_time[#by_time + 1] = ARGV[a + 1]
+    a = a + 2
+  end
+  redis.call('ZADD', KEYS[k], unpack(by_seq))
+  redis.call('ZADD', KEYS[k + 1], unpack(by_time))
+  redis.call('EXPIRE', KEYS[k], ttl)
+  redis.call('EXPIRE', KEYS[k + 2], ttl)
+  redis.call('ZADD', KEYS[1], 'NX', now, room)
+end
+return 1
+"""
+
+
 # A range of the tail with the floor it was read under, in one step: the archiver may trim the
 # tail (and raise the floor) at any moment, and a range read under an older floor would skip
 # what was trimmed.
@@ -114,6 +141,7 @@ class Tail:
         self._prefix = prefix
         self.keep = keep
         self._ttl = ttl_secs
+        self._add = redis.register_script(_ADD)
         self._raise_floor = redis.register_script(_RAISE_FLOOR)
         self._archived = redis.register_script(_ARCHIVED)
         self._after = redis.register_script(_AFTER)
@@ -130,19 +158,17 @@ class Tail:
 
     async def add(self, messages: list[NewMessage]) -> None:
         """Stored messages enter the tail, and wait in `unarchived` for the archive."""
-        by_room: dict[str, dict[str, int]] = {}
+        by_room: dict[str, list[NewMessage]] = {}
         for m in messages:
-            by_room.setdefault(m.room, {})[encode(m)] = m.seq
-        now = time.time()
-        pipe = self._redis.pipeline(transaction=False)
-        for room, members in by_room.items():
-            tail, unarchived, floor = self._keys(room)
-            pipe.zadd(tail, members)
-            pipe.zadd(unarchived, dict.fromkeys(members, now))
-            pipe.expire(tail, self._ttl)
-            pipe.expire(floor, self._ttl)
-            pipe.zadd(self.due_key, {room: now}, nx=True)
-        await pipe.execute()
+            by_room.setdefault(m.room, []).append(m)
+        keys: list[str] = [self.due_key]
+        args: list[Any] = [time.time(), self._ttl]
+        for room, stored in by_room.items():
+            keys += self._keys(room)
+            args += [room, len(stored)]
+            for m in stored:
+                args += [m.seq, encode(m)]
+        await self._add(keys=keys, args=args)
 
     async def floor(self, room: str) -> int | None:
         """None when the tail is cold; else every stored seq >= floor is in the tail."""
