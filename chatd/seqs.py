@@ -20,11 +20,18 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-# INCRBY only a counter that exists: a missing one must be seeded from the store first, or a
-# restarted Redis would hand out seqs from 1 again.
+# INCRBY only counters that exist, one per key, all in one call: a missing one answers 0 and
+# must be seeded from the store first, or a restarted Redis would hand out seqs from 1 again.
 _TAKE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-return redis.call('INCRBY', KEYS[1], ARGV[1])
+local tops = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then
+    tops[i] = 0
+  else
+    tops[i] = redis.call('INCRBY', key, ARGV[i])
+  end
+end
+return tops
 """
 # Set the counter to at least ARGV[1] (seeding, or lifting it past a refused seq). A missing
 # counter is created even at 0: a new room's counter is seeded with 0.
@@ -78,17 +85,16 @@ class Seqs:
             self._local.update(local)
 
     async def _take_all(self, counts: dict[str, int]) -> dict[str, int]:
-        pipe = self._redis.pipeline(transaction=False)
         rooms = list(counts)
-        for room in rooms:
-            await self._take(keys=[self._key(room)], args=[counts[room]], client=pipe)
-        results = await pipe.execute()
+        results = await self._take(
+            keys=[self._key(room) for room in rooms], args=[counts[room] for room in rooms]
+        )
         tops: dict[str, int] = {}
         for room, top in zip(rooms, results, strict=True):
-            if top is None:
+            if not top:
                 await self._seed(room)
-                top = await self._take(keys=[self._key(room)], args=[counts[room]])
-                if top is None:
+                [top] = await self._take(keys=[self._key(room)], args=[counts[room]])
+                if not top:
                     raise RedisError("seq counter vanished while seeding")
             tops[room] = int(top)
         return tops
