@@ -114,6 +114,24 @@ class FastJson:
         return orjson.loads(text)
 
 
+class ChatPacket(socketio.packet.Packet):  # type: ignore[misc]
+    """Socket.IO's packet with the same binary test done without a list and a reduce per level
+    of the payload: the stock one, run twice per emit, was 7 % of a busy worker's time."""
+
+    @classmethod
+    def data_is_binary(cls, data: Any) -> bool:
+        stack = [data]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, (bytes, bytearray)):
+                return True
+            if isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                stack.extend(item.values())
+        return False
+
+
 class _RefusalLog(LogBudget):
     def __call__(self, what: str, sid: str, detail: object) -> None:
         if self.admit():
@@ -720,7 +738,7 @@ class FastFanOut(socketio.AsyncManager):  # type: ignore[misc]
             args = [data]
         else:
             args = []
-        if callback is not None or socketio.packet.Packet.data_is_binary(args):
+        if callback is not None or ChatPacket.data_is_binary(args):
             await super().emit(event, data, namespace, room, skip_sid, callback, **kwargs)
             return
         if namespace not in self.rooms:
@@ -745,7 +763,7 @@ class FastFanOut(socketio.AsyncManager):  # type: ignore[misc]
         self, event: str, args: list[Any], namespace: str, room: Any, skip: list[Any]
     ) -> None:
         encoded = self.server.packet_class(
-            socketio.packet.EVENT, namespace=namespace, data=[event, *args]
+            socketio.packet.EVENT, namespace=namespace, data=[event, *args], binary=False
         ).encode()
         pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
         sockets = self.server.eio.sockets
@@ -779,6 +797,7 @@ def make_server(
         ping_timeout=ping_timeout,
         logger=False,
         engineio_logger=False,
+        serializer=ChatPacket,
         json=FastJson,
     )
     sio.eio.sid_prefix = sid_prefix

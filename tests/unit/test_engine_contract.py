@@ -183,3 +183,16 @@ def test_socketio_redis_manager_internals_the_bus_overrides_exist():
     assert params(pubsub.enter_room) == ["self", "sid", "namespace", "room", "eio_sid"]
     assert params(pubsub.leave_room) == ["self", "sid", "namespace", "room"]
     assert params(pubsub.disconnect) == ["self", "sid", "namespace", "kwargs"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, 1, "x", b"x", bytearray(b"x"), (b"in a tuple",), [], {}, [1, [2, {"a": b"y"}]],
+     {"a": [1, 2, {"b": "c"}]}, [{"x": [[[bytearray(b"deep")]]]}], ["chatMessage", {"seq": 1}]],
+)  # fmt: skip
+def test_the_packets_binary_test_answers_as_socketios_own(data):
+    assert engine.ChatPacket.data_is_binary(data) == socketio.packet.Packet.data_is_binary(data)
+
+
+def test_the_server_builds_its_packets_with_the_fast_binary_test():
+    assert make().packet_class is engine.ChatPacket
