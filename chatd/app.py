@@ -41,6 +41,7 @@ from chatd.repair import GapRepair
 from chatd.seqs import Seqs
 from chatd.shared_limits import IdentityLimits
 from chatd.store import LayoutStore
+from chatd.supervisor import Restarter
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,20 @@ def build_worker(settings: Settings) -> Worker:
             client_name=client_name,
         )
     )
+    # supervisord tells its children where it listens; the embedded FerretDB is restarted
+    # through it when its writes stay refused (docs/design.md, "FerretDB's wedge").
+    restarter = Restarter(
+        settings.mongo_restart_program,
+        os.environ.get("SUPERVISOR_SERVER_URL", ""),
+        redis,
+        settings.redis_prefix,
+        client_name,
+    )
+
+    async def on_wedged() -> None:
+        metrics.store_wedged.inc()
+        await restarter.restart()
+
     store = LayoutStore(
         settings.mongo_url,
         settings.mongo_db,
@@ -140,6 +155,7 @@ def build_worker(settings: Settings) -> Worker:
         settings.redis_prefix,
         settings.redis_tail_messages,
         settings.redis_tail_ttl_secs,
+        on_wedged,
     )
     seqs = Seqs(redis, settings.redis_prefix, store.max_seq)
     manager = ChatRedisManager(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -49,6 +50,7 @@ class Settings:
     mongo_db: str = "chatd"
     mongo_timeout_secs: float = 2.0
     mongo_layout: str = "auto"
+    mongo_restart_program: str = ""
     limits_message_chars: int = 2000
     limits_frame_bytes: int = 1_000_000
     limits_rate_burst: int = 20
@@ -147,6 +149,8 @@ class Settings:
             bad("redis_tail_ttl_secs", "must be 60..2592000 (30 days)")
         if self.mongo_layout not in ("auto", "single", "blocks"):
             bad("mongo_layout", "must be auto, single or blocks")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]*", self.mongo_restart_program):
+            bad("mongo_restart_program", "must be a supervisord program name (or empty)")
         if urlparse(self.mongo_url).scheme not in ("mongodb", "mongodb+srv"):
             bad("mongo_url", "must be a mongodb:// or mongodb+srv:// URL")
         if not self.mongo_db or any(c in self.mongo_db for c in '/\\. "$'):

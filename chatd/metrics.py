@@ -63,6 +63,12 @@ class Metrics:
             "Rooms whose Redis channel this worker is subscribed to (rooms with members here)",
             registry=self.registry,
         )
+        self.store_wedged = Counter(
+            "chatd_store_wedged",
+            "Times the store refused every write as locked for seconds while it answered"
+            " (FerretDB's wedge; each may restart the embedded FerretDB)",
+            registry=self.registry,
+        )
         self.repaired = Counter(
             "chatd_repaired_messages",
             "Messages the bus did not bring, read from the store and delivered (gap repair)",

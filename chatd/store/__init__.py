@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from chatd.store.ferret import FerretStore
 from chatd.store.mongo import MongoStore
 from chatd.store.roomlist import RoomList
 from chatd.store.tail import Tail
+from chatd.store.wedge import WriteWatch, ferret_client
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class LayoutStore(Store):
         redis_prefix: str,
         tail_messages: int,
         tail_ttl_secs: int,
+        on_wedged: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         timeout_ms = int(timeout_secs * 1000)
         # timeoutMS bounds every operation (pymongo CSOT), so a dead MongoDB turns into an
@@ -59,6 +62,10 @@ class LayoutStore(Store):
             appname="chatd",
         )
         self._db = self.client[db_name]
+        self._url = url
+        # FerretDB gets a client of its own, without timeoutMS (chatd/store/wedge.py).
+        self._ferret: AsyncMongoClient[dict[str, Any]] | None = None
+        self._on_wedged = on_wedged
         self._timeout = timeout_secs
         self._wanted = layout
         self._tail = Tail(redis, redis_prefix, tail_messages, tail_ttl_secs)
@@ -76,14 +83,18 @@ class LayoutStore(Store):
     async def _start(self) -> None:
         delay = 0.5
         while True:
+            impl: Store | None = None
             try:
                 impl = await self._choose()
                 await impl.prepare()
             except (Unavailable, PyMongoError) as exc:
+                if impl is not None:
+                    await impl.close()  # its background tasks, started by prepare
                 log.info("MongoDB not ready (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECS)
                 continue
+            assert impl is not None
             self._impl = impl
             self.layout = impl.layout
             self._ready.set()
@@ -96,8 +107,13 @@ class LayoutStore(Store):
             info = await self._db.command("buildInfo")
             layout = "blocks" if "ferretdbVersion" in info else "single"
         if layout == "blocks":
-            amendments = Amendments(self._redis, self._prefix, self._db["amendments"])
-            return FerretStore(self._db, self._tail, self._room_list, amendments)
+            watch = WriteWatch()
+            if self._ferret is not None:
+                await self._ferret.close()  # the one of a start that failed
+            self._ferret = ferret_client(self._url, self._timeout, watch)
+            db = self._ferret[self._db.name]
+            amendments = Amendments(self._redis, self._prefix, db["amendments"])
+            return FerretStore(db, self._tail, self._room_list, amendments, watch, self._on_wedged)
         return MongoStore(self._db)
 
     async def _store(self) -> Store:
@@ -123,9 +139,13 @@ class LayoutStore(Store):
             if self._impl is not None:
                 await self._impl.close()
         finally:
+            if self._ferret is not None:
+                await self._ferret.close()
             await self.client.close()
 
     async def ping(self) -> bool:
+        if self._impl is not None:
+            return await self._impl.ping()
         try:
             await self.client.admin.command("ping")
         except PyMongoError:

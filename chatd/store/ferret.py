@@ -36,7 +36,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatd.models import DELETE, EDIT, MESSAGE, Message, Room, utc_now
 from chatd.store import legacy
@@ -45,6 +45,7 @@ from chatd.store.base import Appended, NewMessage, Outcome, mongo_errors
 from chatd.store.mongo import MongoStore, message_doc, to_message, to_room
 from chatd.store.roomlist import RoomList
 from chatd.store.tail import Tail, encode
+from chatd.store.wedge import WriteWatch
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,14 @@ ROOM_DOCS_TRACKED = 100_000
 ARCHIVE_AFTER_SECS = 10.0
 # Messages left unarchived this long in Redis are taken by any worker: theirs has stopped.
 STALE_SECS = 10.0 + ARCHIVE_AFTER_SECS
+# Writes refused with a lock error this long, while FerretDB answers, make the store wedged
+# (docs/design.md, "FerretDB's wedge"): longer than a burst of contention (SQLite's busy
+# timeout in FerretDB is 10 s, but a stuck connection refuses at once, again and again).
+WEDGED_AFTER_SECS = 5.0
+WEDGE_CHECK_SECS = 1.0
+# While the wedge lasts, it is reported again this often (each report may restart FerretDB).
+WEDGE_REPORT_EVERY_SECS = 60.0
+PROBE_ID = "write-probe"
 
 
 def archive_doc(m: NewMessage) -> dict[str, Any]:
@@ -104,6 +113,8 @@ class FerretStore(MongoStore):
         tail: Tail,
         rooms: RoomList,
         amendments: Amendments,
+        watch: WriteWatch | None = None,
+        on_wedged: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(db)
         self.tail = tail
@@ -121,17 +132,24 @@ class FerretStore(MongoStore):
         self._urgent = False  # archive everything in _mine at once: Redis lost or missed some
         self._room_doc_written: dict[str, float] = {}
         self._epoch: bytes | None = None
+        self.watch = watch
+        self._on_wedged = on_wedged
+        self._watcher: asyncio.Task[None] | None = None
 
     async def prepare(self) -> None:
+        # Watching first: a database wedged before this worker started refuses `prepare`.
+        if self.watch is not None and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_loop())
         await super().prepare()
         if self._archiver is None:
             self._archiver = asyncio.get_running_loop().create_task(self._archive_loop())
 
     async def close(self) -> None:
-        if self._archiver is not None:
-            self._archiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._archiver
+        for task in (self._watcher, self._archiver):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         # What is left goes to the archive now; whatever does not make it in time is taken
         # from Redis by another worker.
         waiting = [m for room in self._mine.values() for m in room.values()]
@@ -157,6 +175,47 @@ class FerretStore(MongoStore):
                 await self._write_archive(chunk)
                 chunk = []
         await self._write_archive(chunk)
+
+    # ---- the wedge ----------------------------------------------------------------------------
+
+    def wedged(self) -> bool:
+        return self.watch is not None and self.watch.refused_for() >= WEDGED_AFTER_SECS
+
+    async def ping(self) -> bool:
+        """Not ready while wedged: FerretDB answers, but refuses every write."""
+        return not self.wedged() and await super().ping()
+
+    async def _watch_loop(self) -> None:
+        """While writes are refused, write a probe each tick (so that the end of the wedge is
+        seen without waiting for a sender), and report a wedge once it lasts."""
+        reported: float | None = None
+        while True:
+            await asyncio.sleep(WEDGE_CHECK_SECS)
+            try:
+                assert self.watch is not None
+                if self.watch.refused_for() > 0:
+                    with contextlib.suppress(PyMongoError):
+                        await self.meta.update_one(
+                            {"_id": PROBE_ID}, {"$set": {"at": utc_now()}}, upsert=True
+                        )
+                if not self.wedged():
+                    reported = None
+                    continue
+                now = time.monotonic()
+                due = reported is None or now - reported >= WEDGE_REPORT_EVERY_SECS
+                # Refused writes while FerretDB does not answer at all are an outage instead.
+                if due and await super().ping():
+                    reported = now
+                    log.error(
+                        "FerretDB refuses every write (database is locked) for %.0f s",
+                        self.watch.refused_for(),
+                    )
+                    if self._on_wedged is not None:
+                        await self._on_wedged()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("watching the store's writes")
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -488,6 +547,10 @@ class FerretStore(MongoStore):
                         found = from_archive(doc).stored()
                         break
         if found is None:
+            found = next(
+                (m.stored() for m in self._mine.get(room, {}).values() if m.id == id), None
+            )
+        if found is None:
             found = await super().find_message(room, id)
         if found is None or found.kind != MESSAGE:
             return None
@@ -509,7 +572,11 @@ class FerretStore(MongoStore):
                 doc = await collection.find_one({"client_key": client_key})
                 if doc is not None:
                     return from_archive(doc).stored()
-        # Stored, but neither in the tail nor archived yet: the slow way, rarely.
+        for m in self._mine.get(room, {}).values():
+            if m.client_key == client_key:
+                return m.stored()
+        # Stored by another worker, but neither in the tail nor archived yet: the slow way,
+        # rarely (Redis lost the tail).
         return await super().find_by_client_key(room, client_key)
 
     async def max_seq(self, room: str) -> int:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.cluster
 FERRETDB = ROOT / "var" / "bin" / "ferretdb"
 
 
-def start_ferretdb(port: int, directory) -> subprocess.Popen[bytes]:
+def start_ferretdb(port: int, directory, sqlite_query: str = "") -> subprocess.Popen[bytes]:
     (directory / "data").mkdir(exist_ok=True)
     (directory / "state").mkdir(exist_ok=True)
     proc = subprocess.Popen(
@@ -25,7 +25,7 @@ def start_ferretdb(port: int, directory) -> subprocess.Popen[bytes]:
             str(FERRETDB),
             f"--listen-addr=127.0.0.1:{port}",
             "--handler=sqlite",
-            f"--sqlite-url=file:{directory}/data/",
+            f"--sqlite-url=file:{directory}/data/{sqlite_query}",
             f"--state-dir={directory}/state",
             "--telemetry=disable",
             "--debug-addr=-",
