@@ -15,8 +15,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from chatd.redis_conn import RedisClient, queue_script
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ StoredMax = Callable[[str], Awaitable[int]]
 
 
 class Seqs:
-    def __init__(self, redis: aioredis.Redis, prefix: str, stored_max: StoredMax) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, stored_max: StoredMax) -> None:
         self._redis = redis
         self._prefix = prefix
         self._stored_max = stored_max
@@ -76,7 +77,7 @@ class Seqs:
         pipe = self._redis.pipeline(transaction=False)
         rooms = list(counts)
         for room in rooms:
-            await self._take(keys=[self._key(room)], args=[counts[room]], client=pipe)
+            await queue_script(pipe, self._take, [self._key(room)], [counts[room]])
         results = await pipe.execute()
         tops: dict[str, int] = {}
         for room, top in zip(rooms, results, strict=True):

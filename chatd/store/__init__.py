@@ -14,12 +14,12 @@ import logging
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from chatd.errors import Unavailable
 from chatd.models import Message, Room
+from chatd.redis_conn import RedisClient
 from chatd.store.amendments import Amendments
 from chatd.store.base import Appended, NewMessage, Owners, Store
 from chatd.store.ferret import FerretStore
@@ -42,7 +42,7 @@ class LayoutStore(Store):
         db_name: str,
         timeout_secs: float,
         layout: str,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         redis_prefix: str,
         tail_messages: int,
         tail_ttl_secs: int,
@@ -124,6 +124,13 @@ class LayoutStore(Store):
                 await self._impl.close()
         finally:
             await self.client.close()
+
+    def unsure(self) -> bool:
+        return self._impl is not None and self._impl.unsure()
+
+    def redis_trouble(self) -> None:
+        if self._impl is not None:
+            self._impl.redis_trouble()
 
     async def ping(self) -> bool:
         try:

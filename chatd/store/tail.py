@@ -16,9 +16,8 @@ import json
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from chatd.models import MESSAGE, iso_millis, parse_iso
+from chatd.redis_conn import RedisClient
 from chatd.store.base import NewMessage
 
 # Lift `floor` to at least ARGV[1], creating it (with the tail's expiry) when missing.
@@ -56,6 +55,18 @@ if #oldest == 0 then return '-1' end
 return oldest[2]
 """
 
+# Put back entries whose first write may be missing (it failed, or a failover lost it), only
+# into a warm tail and only from its floor up: a cold tail is filled from the archive and this
+# worker's unarchived messages anyway, and entries below the floor are the archive's.
+_REWRITE = """
+local floor = redis.call('GET', KEYS[2])
+if floor == false then return 0 end
+floor = tonumber(floor)
+for i = 1, #ARGV, 2 do
+  if tonumber(ARGV[i]) >= floor then redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+"""
 
 # A range of the tail with the floor it was read under, in one step: the archiver may trim the
 # tail (and raise the floor) at any moment, and a range read under an older floor would skip
@@ -109,7 +120,7 @@ def _floor_of(raw: Any) -> int | None:
 
 
 class Tail:
-    def __init__(self, redis: aioredis.Redis, prefix: str, keep: int, ttl_secs: int) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, keep: int, ttl_secs: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self.keep = keep
@@ -118,6 +129,7 @@ class Tail:
         self._archived = redis.register_script(_ARCHIVED)
         self._after = redis.register_script(_AFTER)
         self._before = redis.register_script(_BEFORE)
+        self._rewrite = redis.register_script(_REWRITE)
         self.due_key = f"{prefix}:archive_due"
 
     def _keys(self, room: str) -> tuple[str, str, str]:
@@ -143,6 +155,14 @@ class Tail:
             pipe.expire(floor, self._ttl)
             pipe.zadd(self.due_key, {room: now}, nx=True)
         await pipe.execute()
+
+    async def rewrite(self, room: str, messages: list[NewMessage]) -> None:
+        """Write `messages` into the room's tail again, if it is warm, from its floor up."""
+        tail, _, floor = self._keys(room)
+        args: list[Any] = []
+        for m in messages:
+            args += [m.seq, encode(m)]
+        await self._rewrite(keys=[tail, floor], args=args)
 
     async def floor(self, room: str) -> int | None:
         """None when the tail is cold; else every stored seq >= floor is in the tail."""
