@@ -105,9 +105,9 @@ class RedisCluster:
             for node in self.live():
                 with contextlib.suppress(redis.RedisError), node.client() as r:
                     states.append(r.execute_command("CLUSTER", "INFO").decode())
-            if states and all("cluster_state:ok" in s for s in states):
-                if len(states) == len(self.live()):
-                    return
+            ok = all("cluster_state:ok" in s for s in states)
+            if states and ok and len(states) == len(self.live()):
+                return
             assert time.monotonic() < deadline, f"cluster not ok in {timeout} s: {states[:1]}"
             time.sleep(0.1)
 
