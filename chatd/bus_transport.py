@@ -231,8 +231,15 @@ class ClusterTransport:
             self._readers[owner] = asyncio.get_running_loop().create_task(self._read(link))
 
     async def subscribe(self, channel: str) -> None:
-        if self._open:
+        if not self._open:
+            return
+        try:
             await self._subscribe(channel)
+        except Exception as exc:
+            # Maybe a master this subscription has no link to yet, or one gone: open it all
+            # again, or the channel would stay unsubscribed while the others go on.
+            self._events.put_nowait(exc)
+            raise
 
     async def unsubscribe(self, channel: str) -> None:
         link = self._channel_link.pop(channel, None)
@@ -314,7 +321,7 @@ class ClusterTransport:
             for _, channel, payload in items:
                 pipe.spublish(channel, payload)
             await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # whatever it was, the publisher goes on and retries
             return exc
         return None
 
