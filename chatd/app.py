@@ -21,13 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 import socketio
 import tornado.web
 from tornado.httpserver import HTTPServer
 
-from chatd import engine, exitreport, http, protocol
-from chatd.bus import ChatRedisManager, Presence
+from chatd import engine, exitreport, http, protocol, redis_conn
+from chatd.bus import PRESENCE_POOL_SIZE, REDIS_SOCKET_TIMEOUT_SECS, ChatRedisManager, Presence
 from chatd.chat import ROOM_PREFIX, Chat
 from chatd.config import Settings
 from chatd.events import Events
@@ -75,7 +74,7 @@ class Worker:
     app: tornado.web.Application
     sio: socketio.AsyncServer
     store: LayoutStore
-    redis: aioredis.Redis
+    redis: redis_conn.RedisClient
     manager: ChatRedisManager
     presence: Presence
     events: Events
@@ -120,17 +119,11 @@ def redis_client_name(settings: Settings) -> str:
 def build_worker(settings: Settings) -> Worker:
     metrics = Metrics()
     client_name = redis_client_name(settings)
-    # A blocking pool: in a storm of joins, commands wait for a connection (up to the
-    # timeout) instead of failing with "Too many connections".
-    redis = aioredis.Redis(
-        connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=REDIS_POOL_SIZE,
-            timeout=REDIS_TIMEOUT_SECS,
-            socket_timeout=REDIS_TIMEOUT_SECS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECS,
-            client_name=client_name,
-        )
+    redis = redis_conn.make_client(
+        settings,
+        max_connections=REDIS_POOL_SIZE,
+        timeout_secs=REDIS_TIMEOUT_SECS,
+        client_name=client_name,
     )
     # supervisord tells its children where it listens; the embedded FerretDB is restarted
     # through it when its writes stay refused (docs/design.md, "FerretDB's wedge").
@@ -159,7 +152,13 @@ def build_worker(settings: Settings) -> Worker:
     )
     seqs = Seqs(redis, settings.redis_prefix, store.max_seq)
     manager = ChatRedisManager(
-        settings.redis_url, settings.redis_prefix, metrics, ROOM_PREFIX, client_name
+        settings.redis_url,
+        settings.redis_prefix,
+        metrics,
+        ROOM_PREFIX,
+        client_name,
+        cluster=settings.redis_cluster,
+        cluster_nodes=settings.cluster_nodes,
     )
     origins = OriginPolicy(settings.allowed_origins)
     # The front door routes a request carrying `sid=wN.` to worker N (sticky sessions that
@@ -176,11 +175,16 @@ def build_worker(settings: Settings) -> Worker:
         on_timed_out=lambda transport: metrics.sessions_timed_out.labels(transport).inc(),
     )
     presence = Presence(
-        settings.redis_url,
+        redis_conn.make_client(
+            settings,
+            max_connections=PRESENCE_POOL_SIZE,
+            timeout_secs=REDIS_SOCKET_TIMEOUT_SECS,
+            client_name=client_name,
+            decode_responses=True,
+        ),
         settings.redis_prefix,
         manager.host_id,
         settings.redis_presence_ttl_secs,
-        client_name,
     )
 
     async def emit(event: str, data: Any, room: str) -> None:
@@ -196,6 +200,7 @@ def build_worker(settings: Settings) -> Worker:
     repair = GapRepair(store, redeliver, resync, metrics, settings.limits_replay)
     manager.on_unfollow = repair.unfollowed
     manager.on_resubscribed = repair.resubscribed
+    manager.on_lost = store.redis_trouble
     chat = Chat(settings, store, seqs, emit, metrics, repair)
     auth = Authenticator(settings)
     mod = Moderation(store, redis, settings.redis_prefix)
@@ -370,7 +375,7 @@ async def start_parts(parts: Parts, worker: Worker, settings: Settings) -> WebSe
     """In the order each needs the ones before it; the web server last, once everything it
     serves is up."""
     await parts.start("metrics watchers", worker.metrics.start, worker.metrics.close)
-    await parts.start("Redis pool", None, lambda: worker.redis.aclose(close_connection_pool=True))
+    await parts.start("Redis pool", None, lambda: redis_conn.close(worker.redis))
     # The store retries in the background until MongoDB answers; calls wait for it.
     await parts.start("store", worker.store.start, worker.store.close)
     await parts.start("bus", worker.manager.start, worker.manager.close)

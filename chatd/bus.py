@@ -16,10 +16,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, NamedTuple
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from socketio import AsyncRedisManager
 
+from chatd import redis_conn
+from chatd.bus_transport import make_transport
 from chatd.engine import FastFanOut
 from chatd.follows import Follows
 from chatd.metrics import Metrics
@@ -80,7 +81,14 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
     """
 
     def __init__(
-        self, url: str, prefix: str, metrics: Metrics, room_prefix: str, client_name: str = ""
+        self,
+        url: str,
+        prefix: str,
+        metrics: Metrics,
+        room_prefix: str,
+        client_name: str = "",
+        cluster: bool = False,
+        cluster_nodes: Iterable[tuple[str, int]] = (),
     ) -> None:
         super().__init__(
             url=url,
@@ -91,8 +99,7 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
             },
         )
         self._metrics = metrics
-        self._url = url
-        self._client_name = client_name or None
+        self._transport = make_transport(url, cluster, cluster_nodes, client_name or None)
         self._room_prefix = room_prefix
         self._follows = Follows()
         self._sweep: asyncio.TimerHandle | None = None
@@ -100,9 +107,9 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         self._back = False  # resubscribed after losing Redis, until Redis confirms it
         self.on_unfollow: Callable[[str], None] = lambda room: None
         self.on_resubscribed: Callable[[], None] = lambda: None
+        self.on_lost: Callable[[], None] = lambda: None
         self._queue: asyncio.Queue[tuple[float, str, str]] | None = None
         self._publisher: asyncio.Task[None] | None = None
-        self._publisher_redis: aioredis.Redis | None = None
         self.listener_up = False
         self.thread: asyncio.Task[None] | None = None  # the listener, made by initialize()
 
@@ -161,9 +168,9 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         channel = self.room_channel(room)
         send, live = self._follows.want(channel)
         self._metrics.bus_rooms.set(len(self._follows))
-        if send and self.pubsub is not None:
+        if send:
             try:
-                await self.pubsub.subscribe(channel)
+                await self._transport.subscribe(channel)
             except (RedisError, OSError) as exc:
                 # The listener subscribes to every followed room when it is back.
                 log.warning("subscribing to %s failed (%s)", channel, type(exc).__name__)
@@ -187,10 +194,9 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
             return
         self.on_unfollow(room)
         self._metrics.bus_rooms.set(len(self._follows))
-        if self.pubsub is not None:
-            # On failure the subscription ends with the connection anyway.
-            with contextlib.suppress(RedisError, OSError):
-                await self.pubsub.unsubscribe(channel)
+        # On failure the subscription ends with the connection anyway.
+        with contextlib.suppress(RedisError, OSError):
+            await self._transport.unsubscribe(channel)
 
     async def _publish_loop(self) -> None:
         assert self._queue is not None
@@ -202,24 +208,11 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
                 batch.append(await queue.get())
                 while len(batch) < PUBLISH_BATCH_MAX and not queue.empty():
                     batch.append(queue.get_nowait())
-            try:
-                if self._publisher_redis is None:
-                    self._publisher_redis = aioredis.Redis.from_url(
-                        self._url,
-                        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECS,
-                        socket_timeout=REDIS_SOCKET_TIMEOUT_SECS,
-                        client_name=self._client_name,
-                    )
-                # One pipeline on one connection: Redis applies the publishes in this order.
-                pipe = self._publisher_redis.pipeline(transaction=False)
-                for _, channel, payload in batch:
-                    pipe.publish(channel, payload)
-                await pipe.execute()
-                batch.clear()
+            # What did not leave is retried first, so each channel keeps its order.
+            batch, exc = await self._transport.publish(batch)
+            if exc is None:
                 backoff = RECONNECT_MIN_SECS
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
+            else:
                 now = time.monotonic()
                 expired = [item for item in batch if now - item[0] > PUBLISH_GIVE_UP_SECS]
                 if expired:
@@ -238,27 +231,28 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         backoff = RECONNECT_MIN_SECS
         while True:
             try:
-                self._redis_connect()
-                # python-socketio's pubsub hides confirmations; a join waits for them.
-                self.pubsub.ignore_subscribe_messages = False
-                await self.pubsub.subscribe(self.channel, *self._follows.resubscribing())
+                await self._transport.open(self.channel, self._follows.resubscribing())
                 self._back = self._was_up
                 self._was_up = True
                 self._set_listener(True)
                 backoff = RECONNECT_MIN_SECS
-                async for message in self.pubsub.listen():
-                    yield message
+                async for event in self._transport.events():
+                    yield event
             except asyncio.CancelledError:
                 self._set_listener(False)
                 raise
             except Exception as exc:
                 self._set_listener(False)
                 self._follows.lost()
+                self.on_lost()
                 log.warning(
-                    "Redis subscription lost (%s); retrying in %.1f s", type(exc).__name__, backoff
+                    "Redis subscription lost (%s: %s); retrying in %.1f s",
+                    type(exc).__name__,
+                    exc,
+                    backoff,
                 )
                 with contextlib.suppress(Exception):
-                    await self.pubsub.aclose()
+                    await self._transport.close_subscriber()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX_SECS)
 
@@ -266,21 +260,18 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
         """What the bus brings: the main channel and every followed room's, in the order
         Redis delivers them."""
         received, received_bytes = self._metrics.bus_received, self._metrics.bus_received_bytes
-        async for message in self._redis_listen_with_retries():
-            kind = message["type"]
+        async for kind, channel, data in self._redis_listen_with_retries():
             if kind == "message":
-                data = message["data"]
                 received.inc()
                 received_bytes.inc(len(data))
                 yield data
             elif kind == "subscribe":
-                channel = message["channel"].decode()
                 self._follows.confirmed(channel)
-                if channel == self.channel and self._back:
-                    # The first answer to the one SUBSCRIBE of every channel: Redis has
-                    # applied all of it, so from here on nothing more is lost.
-                    self._back = False
-                    self.on_resubscribed()
+            elif kind == "ready" and self._back:
+                # Every channel given to the new connection is subscribed: from here on
+                # nothing more is lost.
+                self._back = False
+                self.on_resubscribed()
 
     def _set_listener(self, up: bool) -> None:
         if up != self.listener_up:
@@ -308,10 +299,7 @@ class ChatRedisManager(AsyncRedisManager, FastFanOut):  # type: ignore[misc]
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
             self.thread = self._publisher = None
-            for connection in (self.pubsub, self.redis, self._publisher_redis):
-                if connection is not None:
-                    with contextlib.suppress(RedisError, OSError):
-                        await connection.aclose()
+            await self._transport.close()
 
     async def _let_publishes_leave(self, grace_secs: float) -> None:
         deadline = time.monotonic() + grace_secs
@@ -331,20 +319,9 @@ class Presence:
     """
 
     def __init__(
-        self, url: str, prefix: str, host_id: str, ttl_secs: int, client_name: str = ""
+        self, redis: redis_conn.RedisClient, prefix: str, host_id: str, ttl_secs: int
     ) -> None:
-        # A blocking pool: in a storm of joins or disconnects, commands wait for a connection
-        # (up to the socket timeout) instead of failing with "Too many connections".
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=PRESENCE_POOL_SIZE,
-            timeout=REDIS_SOCKET_TIMEOUT_SECS,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECS,
-            socket_timeout=REDIS_SOCKET_TIMEOUT_SECS,
-            decode_responses=True,
-            client_name=client_name or None,
-        )
-        self._redis = aioredis.Redis(connection_pool=pool)
+        self._redis = redis  # made with decode_responses
         self._prefix = prefix
         self._host_id = host_id
         self._ttl = ttl_secs
@@ -449,4 +426,4 @@ class Presence:
             log.info("presence not cleared at shutdown; it expires by itself")
         finally:
             self._local.clear()
-            await self._redis.aclose(close_connection_pool=True)
+            await redis_conn.close(self._redis)

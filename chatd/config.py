@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class Settings:
     redis_presence_ttl_secs: int = 15
     redis_tail_messages: int = 500
     redis_tail_ttl_secs: int = 21_600
+    redis_cluster: bool = False
+    redis_cluster_nodes: str = ""
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_db: str = "chatd"
     mongo_timeout_secs: float = 2.0
@@ -136,6 +138,7 @@ class Settings:
             bad(
                 "redis_url", "a Redis that is not on loopback needs a password (redis://:PASS@host)"
             )
+        self._validate_cluster(redis_url.scheme, redis_url.path, bad)
         plain_prefix = self.redis_prefix.replace("-", "").replace("_", "")
         if not plain_prefix.isalnum():
             bad("redis_prefix", "must be letters, digits, '-' or '_'")
@@ -199,6 +202,40 @@ class Settings:
             bad("auth_token_days", "must be 1..3650")
         if problems:
             raise ConfigError(problems)
+
+    @property
+    def cluster_nodes(self) -> list[tuple[str, int]]:
+        """`redis.cluster_nodes` as (host, port) pairs; raises ValueError on a bad entry."""
+        nodes = []
+        for entry in (e.strip() for e in self.redis_cluster_nodes.split(",")):
+            if not entry:
+                continue
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{entry!r} is not host:port")
+            nodes.append((host.strip("[]"), int(port)))
+        return nodes
+
+    def _validate_cluster(self, scheme: str, path: str, bad: Callable[[str, str], None]) -> None:
+        """A Redis Cluster is named by any of its nodes; it has only database 0, and Sentinel
+        or a socket path cannot name one."""
+        if not self.redis_cluster:
+            if self.redis_cluster_nodes.strip():
+                bad("redis_cluster_nodes", "only with CHATD_REDIS_CLUSTER=true")
+            return
+        if scheme not in ("redis", "rediss"):
+            bad("redis_cluster", "a cluster is named by a redis:// or rediss:// URL of one node")
+        elif path.strip("/") not in ("", "0"):
+            bad("redis_url", "a Redis Cluster has only database 0 (end the URL with /0 or /)")
+        try:
+            nodes = self.cluster_nodes
+        except ValueError as exc:
+            bad("redis_cluster_nodes", f"must be comma-separated host:port ({exc})")
+            return
+        password = urlparse(self.redis_url).password
+        if not password and any(host not in LOOPBACK_HOSTS for host, _ in nodes):
+            # The nodes share the URL's password; the rule for redis_url holds for each.
+            bad("redis_cluster_nodes", "nodes off loopback need a password in CHATD_REDIS_URL")
 
 
 def _coerce(name: str, kind: str, raw: Any) -> Any:

@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chatd.errors import Forbidden, Unavailable
 from chatd.identity import Identity
+from chatd.redis_conn import RedisClient
 from chatd.store.base import Owners, Store
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def check_may_set_roles(actor: str) -> None:
 
 
 class Moderation:
-    def __init__(self, store: Store, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, store: Store, redis: RedisClient, prefix: str) -> None:
         self._store = store
         self._redis = redis
         self._prefix = prefix

@@ -31,6 +31,9 @@ GRACE_SECS = 1.5
 WINDOW = 4096
 # Messages held per room behind a gap; past it they go out at once, out of turn.
 HELD_MAX = 1000
+# While the store is unsure (it is writing again what Redis did not take), a gap its read
+# leaves open is read again every GRACE_SECS rather than skipped, for at most this long.
+UNSURE_WAIT_SECS = 20.0
 
 Deliver = Callable[[str, list[Any]], None]
 Resync = Callable[[str], Awaitable[None]]
@@ -39,7 +42,16 @@ Resync = Callable[[str], Awaitable[None]]
 class Ledger:
     """What one worker delivered of one room, and what it holds back behind a gap."""
 
-    __slots__ = ("contiguous", "delivered", "held", "name", "order", "timer", "top")
+    __slots__ = (
+        "contiguous",
+        "delivered",
+        "held",
+        "name",
+        "order",
+        "timer",
+        "top",
+        "unsure_since",
+    )
 
     def __init__(self, name: str, start: int) -> None:
         self.name = name  # the chat room's name, for the store
@@ -49,6 +61,7 @@ class Ledger:
         self.order: deque[int] = deque()
         self.held: dict[int, Any] = {}  # seq -> payload, waiting for the seqs before it
         self.timer: asyncio.TimerHandle | None = None
+        self.unsure_since: float | None = None  # when a repair first waited for the store
 
     def admit(self, seq: int, payload: Any) -> list[Any] | None:
         """What to deliver now, in order, for a message of this room: None if this worker
@@ -158,6 +171,19 @@ class GapRepair:
             self._spawn(room, everything=True)
 
     # -- repairing --------------------------------------------------------------------------
+    def _again(self, ledger: Ledger, room: str, everything: bool) -> bool:
+        """The store is unsure and left a gap: read again soon instead of skipping it (True),
+        unless this gap has waited UNSURE_WAIT_SECS already."""
+        now = asyncio.get_running_loop().time()
+        if ledger.unsure_since is None:
+            ledger.unsure_since = now
+        if now - ledger.unsure_since > UNSURE_WAIT_SECS:
+            ledger.unsure_since = None
+            return False
+        loop = asyncio.get_running_loop()
+        ledger.timer = loop.call_later(GRACE_SECS, self._spawn, room, everything)
+        return True
+
     def _spawn(self, room: str, everything: bool = False) -> None:
         ledger = self._rooms.get(room)
         if ledger is not None and ledger.timer is not None:
@@ -176,13 +202,15 @@ class GapRepair:
             ledger = self._rooms.get(room)
             if ledger is None or not (everything or ledger.gap):
                 return
+            unsure = self._store.unsure()
             try:
                 stored, more = await self._store.read_after(
                     ledger.name, ledger.contiguous, self._max
                 )
             except Exception as exc:  # the store is away: the next gap or reconnect retries
                 log.warning("gap repair of %s failed (%s)", room, type(exc).__name__)
-                self._deliver(room, ledger.release_all())
+                if not (unsure and self._again(ledger, room, everything)):
+                    self._deliver(room, ledger.release_all())
                 return
             if self._rooms.get(room) is not ledger:
                 return  # unfollowed meanwhile
@@ -191,6 +219,14 @@ class GapRepair:
             for message in stored:
                 if message.seq in ledger.delivered:
                     continue
+                if (
+                    unsure
+                    and message.seq > ledger.contiguous + 1
+                    and self._again(ledger, room, everything)
+                ):
+                    # A hole the store may fill in a moment: deliver what is in order only.
+                    self._deliver(room, out)
+                    return
                 # The store returns seqs in order: any below this one it lacks were never stored.
                 out += ledger.skip_to(message.seq - 1)
                 if message.seq in ledger.delivered:
@@ -211,6 +247,10 @@ class GapRepair:
                 self._deliver(room, out)
                 await self._resync(room)
                 return
+            if unsure and ledger.held and self._again(ledger, room, everything):
+                self._deliver(room, out)
+                return
+            ledger.unsure_since = None
             # What still waits comes after seqs the store does not hold: taken and never
             # stored, or still being written (delivered when it comes, out of turn).
             out += ledger.release_all()

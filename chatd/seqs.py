@@ -15,8 +15,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from chatd.redis_conn import RedisClient, by_slot
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ StoredMax = Callable[[str], Awaitable[int]]
 
 
 class Seqs:
-    def __init__(self, redis: aioredis.Redis, prefix: str, stored_max: StoredMax) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, stored_max: StoredMax) -> None:
         self._redis = redis
         self._prefix = prefix
         self._stored_max = stored_max
@@ -86,11 +87,22 @@ class Seqs:
 
     async def _take_all(self, counts: dict[str, int]) -> dict[str, int]:
         rooms = list(counts)
-        results = await self._take(
-            keys=[self._key(room) for room in rooms], args=[counts[room] for room in rooms]
-        )
+        results: dict[str, int] = {}
+        # One call for the batch on one Redis; one per hash slot, at once, on a cluster.
+        groups = by_slot(self._redis, rooms, self._key)
+
+        def take(group: list[str]) -> Awaitable[list[int]]:
+            return self._take(keys=[self._key(r) for r in group], args=[counts[r] for r in group])
+
+        if len(groups) == 1:
+            answers = [await take(groups[0])]
+        else:
+            answers = list(await asyncio.gather(*(take(g) for g in groups)))
+        for group, tops_of_group in zip(groups, answers, strict=True):
+            results.update(zip(group, tops_of_group, strict=True))
         tops: dict[str, int] = {}
-        for room, top in zip(rooms, results, strict=True):
+        for room in rooms:
+            top = results[room]
             if not top:
                 await self._seed(room)
                 [top] = await self._take(keys=[self._key(room)], args=[counts[room]])

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from chatd.redis_conn import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ return allowed
 
 
 class IdentityLimits:
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._prefix = prefix
         self._take = redis.register_script(_TAKE)
 

@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-import redis.asyncio as aioredis
+from chatd.redis_conn import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class Restarter:
     supervisord listens (SUPERVISOR_SERVER_URL, which supervisord gives its children)."""
 
     def __init__(
-        self, program: str, server_url: str, redis: aioredis.Redis, prefix: str, worker: str
+        self, program: str, server_url: str, redis: RedisClient, prefix: str, worker: str
     ) -> None:
         self.program = program
         self.server_url = server_url

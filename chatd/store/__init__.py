@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from chatd.errors import Unavailable
 from chatd.models import Message, Room
+from chatd.redis_conn import RedisClient
 from chatd.store.amendments import Amendments
 from chatd.store.base import Appended, NewMessage, Owners, Store
 from chatd.store.ferret import FerretStore
@@ -44,7 +44,7 @@ class LayoutStore(Store):
         db_name: str,
         timeout_secs: float,
         layout: str,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         redis_prefix: str,
         tail_messages: int,
         tail_ttl_secs: int,
@@ -142,6 +142,13 @@ class LayoutStore(Store):
             if self._ferret is not None:
                 await self._ferret.close()
             await self.client.close()
+
+    def unsure(self) -> bool:
+        return self._impl is not None and self._impl.unsure()
+
+    def redis_trouble(self) -> None:
+        if self._impl is not None:
+            self._impl.redis_trouble()
 
     async def ping(self) -> bool:
         if self._impl is not None:

@@ -18,12 +18,12 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-import redis.asyncio as aioredis
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 from redis.exceptions import RedisError
 
 from chatd.models import DELETE, EDIT, MESSAGE, Message, iso_millis, parse_iso
+from chatd.redis_conn import RedisClient
 from chatd.store.base import mongo_errors
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def keyed_seq(m: Message) -> int | None:
 
 class Amendments:
     def __init__(
-        self, redis: aioredis.Redis, prefix: str, collection: AsyncCollection[dict[str, Any]]
+        self, redis: RedisClient, prefix: str, collection: AsyncCollection[dict[str, Any]]
     ) -> None:
         self._redis = redis
         self._prefix = prefix

@@ -158,6 +158,15 @@ class Store(abc.ABC):
     async def moderation_log(self, room: str, limit: int) -> list[dict[str, Any]]:
         """Newest first."""
 
+    def unsure(self) -> bool:
+        """True while a read may lack stored messages that will be readable soon (the FerretDB
+        layout re-writing what Redis did not take): a gap found now may close in a moment."""
+        return False
+
+    def redis_trouble(self) -> None:
+        """Redis was lost, or its topology changed: what it held may lack recent writes."""
+        return None
+
     @abc.abstractmethod
     async def note_activity(self, room: str, seq: int, at: datetime) -> None:
         """Record the room's newest message for the room list (may lag; `$max` semantics)."""

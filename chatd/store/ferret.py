@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 # What a Redis call answers when Redis cannot be reached (None is a real answer: a cold tail).
 AWAY = object()
 ARCHIVE_IDLE_SECS = 0.2
+# After Redis failed this worker, reads are "unsure" this long (gap repair waits rather than
+# skipping): other workers write again, within a pass of their archiver (ARCHIVE_IDLE_SECS),
+# what their tail writes missed.
+SETTLE_SECS = 5.0
 ARCHIVE_ROOMS_PER_PASS = 64
 ARCHIVE_LOCK_SECS = 30.0
 ARCHIVE_RETRY_SECS = 1.0
@@ -130,6 +134,10 @@ class FerretStore(MongoStore):
         self._mine: dict[str, dict[int, NewMessage]] = {}
         self._since: dict[str, float] = {}  # room -> when its oldest entry in _mine came
         self._urgent = False  # archive everything in _mine at once: Redis lost or missed some
+        # Tail entries whose write failed or may have been lost in a failover, to write again;
+        # until then a read of such a room does not trust its tail.
+        self._rewrite: dict[str, dict[int, NewMessage]] = {}
+        self._trouble_at = -SETTLE_SECS  # when Redis last failed this worker (monotonic)
         self._room_doc_written: dict[str, float] = {}
         self._epoch: bytes | None = None
         self.watch = watch
@@ -261,15 +269,45 @@ class FerretStore(MongoStore):
             self._since.setdefault(m.room, now)
         if stored and await self._redis(self.tail.add(stored)) is AWAY:
             # Redis is away: the tail goes cold (it is loaded from the archive when Redis is
-            # back), so these must reach the archive now, not after ARCHIVE_AFTER_SECS.
+            # back), so these must reach the archive now, not after ARCHIVE_AFTER_SECS. Or
+            # only some of it is (one master of a cluster): then the tail stays warm without
+            # them, and they are written into it again.
             self._urgent = True
+            for m in stored:
+                self._rewrite.setdefault(m.room, {})[m.seq] = m
         return answers
+
+    def unsure(self) -> bool:
+        return bool(self._rewrite) or time.monotonic() - self._trouble_at < SETTLE_SECS
+
+    def redis_trouble(self) -> None:
+        """A failover may have lost the newest writes: write what waits for the archive into
+        the tails again (other workers' reads trust them)."""
+        self._trouble_at = time.monotonic()
+        for room, waiting in self._mine.items():
+            self._rewrite.setdefault(room, {}).update(waiting)
+
+    async def _rewrite_tails(self, only: str | None = None) -> bool:
+        """Write again what the tails may lack; False if some room is still not done."""
+        for room in [only] if only is not None else list(self._rewrite):
+            waiting = self._rewrite.get(room)
+            if not waiting:
+                continue
+            batch = sorted(waiting.values(), key=lambda m: m.seq)
+            if await self._redis(self.tail.rewrite(room, batch)) is AWAY:
+                return False
+            for m in batch:
+                waiting.pop(m.seq, None)
+            if not waiting:
+                del self._rewrite[room]
+        return True
 
     async def _redis(self, call: Awaitable[Any]) -> Any:
         """The call's answer, or AWAY when Redis cannot be reached."""
         try:
             return await call
         except Exception as exc:
+            self._trouble_at = time.monotonic()
             log.warning("hot tail unavailable (%s)", type(exc).__name__)
             return AWAY
 
@@ -278,6 +316,8 @@ class FerretStore(MongoStore):
     async def _archive_loop(self) -> None:
         while True:
             try:
+                if self._rewrite:
+                    await self._rewrite_tails()
                 wrote = await self._archive_mine()
                 rooms = await self.tail.due(ARCHIVE_ROOMS_PER_PASS, STALE_SECS)
                 for room in rooms:
@@ -442,6 +482,8 @@ class FerretStore(MongoStore):
         and trusted from its first message stored since (or above the archive's newest):
         below that, messages stored before Redis lost the tail may still be on their way to
         the archive."""
+        if room in self._rewrite and not await self._rewrite_tails(room):
+            return None
         floor = await self._redis(self.tail.floor(room))
         if floor is AWAY:
             return None

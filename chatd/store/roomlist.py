@@ -13,9 +13,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from chatd.models import Room, iso_millis, parse_iso
+from chatd.redis_conn import RedisClient
 
 
 def _info(room: Room) -> str:
@@ -40,7 +39,7 @@ def _room(name: str, raw: Any) -> Room:
 
 
 class RoomList:
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._order = f"{prefix}:rooms:by_activity"
         self._info = f"{prefix}:rooms:info"

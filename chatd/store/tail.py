@@ -12,13 +12,14 @@ never dropping one not yet archived, and vanishes after `ttl_secs` without a mes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from chatd.models import MESSAGE, iso_millis, parse_iso
+from chatd.redis_conn import RedisClient, by_slot, is_cluster
 from chatd.store.base import NewMessage
 
 # Lift `floor` to at least ARGV[1], creating it (with the tail's expiry) when missing.
@@ -56,14 +57,28 @@ if #oldest == 0 then return '-1' end
 return oldest[2]
 """
 
+# Put back entries whose first write may be missing (it failed, or a failover lost it), only
+# into a warm tail and only from its floor up: a cold tail is filled from the archive and this
+# worker's unarchived messages anyway, and entries below the floor are the archive's.
+_REWRITE = """
+local floor = redis.call('GET', KEYS[2])
+if floor == false then return 0 end
+floor = tonumber(floor)
+for i = 1, #ARGV, 2 do
+  if tonumber(ARGV[i]) >= floor then redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+"""
 
-# Stored messages enter their rooms' tails and wait in `unarchived`, each room listed in
-# `archive_due`: one call for a whole batch. KEYS: archive_due, then per room its tail,
-# unarchived and floor; ARGV: now, ttl, then per room its name, its message count and that
-# many (seq, message) pairs.
+# Stored messages enter their rooms' tails and wait in `unarchived`: one call for a whole
+# batch. KEYS: per room its tail, unarchived and floor, then `archive_due` if ARGV[3] is 1
+# (on a cluster it lives on another slot and gets its own ZADD); ARGV: now, ttl, that flag,
+# then per room its name, its message count and that many (seq, message) pairs.
 _ADD = """
-local now, ttl, a = ARGV[1], ARGV[2], 3
-for k = 2, #KEYS, 3 do
+local now, ttl, a = ARGV[1], ARGV[2], 4
+local due = ARGV[3] == '1' and KEYS[#KEYS] or nil
+local rooms = due and #KEYS - 1 or #KEYS
+for k = 1, rooms, 3 do
   local room, n = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
   local by_seq, by_time = {}, {}
@@ -78,7 +93,7 @@ for k = 2, #KEYS, 3 do
   redis.call('ZADD', KEYS[k + 1], unpack(by_time))
   redis.call('EXPIRE', KEYS[k], ttl)
   redis.call('EXPIRE', KEYS[k + 2], ttl)
-  redis.call('ZADD', KEYS[1], 'NX', now, room)
+  if due then redis.call('ZADD', due, 'NX', now, room) end
 end
 return 1
 """
@@ -136,7 +151,7 @@ def _floor_of(raw: Any) -> int | None:
 
 
 class Tail:
-    def __init__(self, redis: aioredis.Redis, prefix: str, keep: int, ttl_secs: int) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, keep: int, ttl_secs: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self.keep = keep
@@ -146,6 +161,7 @@ class Tail:
         self._archived = redis.register_script(_ARCHIVED)
         self._after = redis.register_script(_AFTER)
         self._before = redis.register_script(_BEFORE)
+        self._rewrite = redis.register_script(_REWRITE)
         self.due_key = f"{prefix}:archive_due"
 
     def _keys(self, room: str) -> tuple[str, str, str]:
@@ -161,14 +177,35 @@ class Tail:
         by_room: dict[str, list[NewMessage]] = {}
         for m in messages:
             by_room.setdefault(m.room, []).append(m)
-        keys: list[str] = [self.due_key]
-        args: list[Any] = [time.time(), self._ttl]
-        for room, stored in by_room.items():
-            keys += self._keys(room)
-            args += [room, len(stored)]
-            for m in stored:
-                args += [m.seq, encode(m)]
-        await self._add(keys=keys, args=args)
+        now = time.time()
+        groups = by_slot(self._redis, list(by_room), lambda room: self._keys(room)[0])
+        cluster = is_cluster(self._redis)
+
+        def add(rooms: list[str]) -> Awaitable[Any]:
+            keys: list[str] = []
+            args: list[Any] = [now, self._ttl, 0 if cluster else 1]
+            for room in rooms:
+                keys += self._keys(room)
+                args += [room, len(by_room[room])]
+                for m in by_room[room]:
+                    args += [m.seq, encode(m)]
+            if not cluster:
+                keys.append(self.due_key)
+            return self._add(keys=keys, args=args)
+
+        if not cluster:
+            await add(groups[0])
+            return
+        await asyncio.gather(*(add(group) for group in groups))
+        await self._redis.zadd(self.due_key, dict.fromkeys(by_room, now), nx=True)
+
+    async def rewrite(self, room: str, messages: list[NewMessage]) -> None:
+        """Write `messages` into the room's tail again, if it is warm, from its floor up."""
+        tail, _, floor = self._keys(room)
+        args: list[Any] = []
+        for m in messages:
+            args += [m.seq, encode(m)]
+        await self._rewrite(keys=[tail, floor], args=args)
 
     async def floor(self, room: str) -> int | None:
         """None when the tail is cold; else every stored seq >= floor is in the tail."""
