@@ -1,7 +1,9 @@
 """A real Redis Cluster for tests: six `redis-server --cluster-enabled yes` nodes on loopback
 (three masters, three replicas), made with `redis-cli --cluster create`.
 
-Ports 7101-7106 unless CHATD_TEST_CLUSTER_PORT names another first port. Everything waits on
+Ports 7101-7106 unless CHATD_TEST_CLUSTER_PORT names another first port; `redis_cluster()`
+takes another first port, address and password for tests that need the nodes off loopback
+(chatd refuses a Redis there without a password). Everything waits on
 conditions (`cluster_state:ok`, a promotion seen in CLUSTER NODES), never on fixed sleeps, and
 every node it started is stopped, also when a test fails.
 """
@@ -34,9 +36,11 @@ class Node:
     port: int
     dir: Path
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
+    password: str | None = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        return redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=2)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -49,11 +53,13 @@ class RedisCluster:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+        first = self.nodes[0]
+        auth = f":{first.password}@" if first.password else ""
+        return f"redis://{auth}{first.host}:{first.port}/0"
 
     @property
     def other_nodes(self) -> str:
-        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[1:])
+        return ",".join(f"{n.host}:{n.port}" for n in self.nodes[1:])
 
     def live(self) -> list[Node]:
         return [n for n in self.nodes if n.alive()]
@@ -162,14 +168,17 @@ class RedisCluster:
             time.sleep(0.1)
 
 
-def _start_node(port: int, base: Path) -> Node:
+def _start_node(port: int, base: Path, host: str, password: str | None) -> Node:
     node_dir = base / str(port)
     node_dir.mkdir(parents=True)
+    # Replicas authenticate to their masters with the same password as clients.
+    auth = ["--requirepass", password, "--masterauth", password] if password else []
     proc = subprocess.Popen(
         [
             "redis-server",
             "--port", str(port),
-            "--bind", "127.0.0.1",
+            "--bind", host,
+            *auth,
             "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
@@ -186,7 +195,7 @@ def _start_node(port: int, base: Path) -> Node:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    return Node(port, node_dir, proc)
+    return Node(port, node_dir, proc, host, password)
 
 
 def _wait_answers(node: Node, timeout: float = 10.0) -> None:
@@ -201,21 +210,28 @@ def _wait_answers(node: Node, timeout: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def redis_cluster(base: Path) -> Iterator[RedisCluster]:
+def redis_cluster(
+    base: Path,
+    first_port: int = FIRST_PORT,
+    host: str = "127.0.0.1",
+    password: str | None = None,
+) -> Iterator[RedisCluster]:
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         pytest.skip("redis-server and redis-cli are needed for a Redis Cluster")
     nodes: list[Node] = []
     try:
-        for port in range(FIRST_PORT, FIRST_PORT + NODES):
-            nodes.append(_start_node(port, base))
+        for port in range(first_port, first_port + NODES):
+            nodes.append(_start_node(port, base, host, password))
         for node in nodes:
             _wait_answers(node)
         subprocess.run(
             [
                 "redis-cli", "--cluster", "create",
-                *(f"127.0.0.1:{n.port}" for n in nodes),
+                *(f"{host}:{n.port}" for n in nodes),
                 "--cluster-replicas", "1", "--cluster-yes",
             ],
+            # REDISCLI_AUTH rather than -a: the password stays out of the process list.
+            env={**os.environ, **({"REDISCLI_AUTH": password} if password else {})},
             check=True,
             capture_output=True,
             timeout=60,
