@@ -41,7 +41,7 @@ def free_subnet() -> ipaddress.IPv4Network:
     out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True)
     used = {ipaddress.ip_interface(f.split()[3]).network for f in out.stdout.splitlines()}
     for third in range(255):
-        net = ipaddress.ip_network(f"10.77.{third}.0/24")
+        net = ipaddress.IPv4Network(f"10.77.{third}.0/24")
         if not any(net.overlaps(u) for u in used):
             return net
     raise RuntimeError("no free 10.77.x.0/24")
@@ -130,14 +130,18 @@ class Host:
             assert time.monotonic() < deadline, f"host {self.n}: supervisord did not exit"
             time.sleep(0.1)
 
-    def kill_leftovers(self) -> None:
-        """Whatever still runs in the namespace after stop() (only on a failed stop)."""
+    def pids(self) -> list[int]:
+        """Every process in the host's namespace."""
         out = subprocess.run(
             ["ip", "netns", "pids", self.netns], capture_output=True, text=True, check=False
         )
-        for pid in out.stdout.split():
+        return [int(pid) for pid in out.stdout.split()]
+
+    def kill_leftovers(self) -> None:
+        """Whatever still runs in the namespace after stop() (only on a failed stop)."""
+        for pid in self.pids():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
     def log(self) -> str:
         logs = sorted((self.dir / "var/log").glob("*.log"))
