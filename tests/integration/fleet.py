@@ -9,6 +9,7 @@ processes first, then namespaces, then the bridge.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ipaddress
 import os
 import signal
@@ -319,17 +320,33 @@ class Balancer:
     def url(self) -> str:
         return f"http://{self.address}:{self.port}"
 
-    def routes(self) -> list[tuple[str, str]]:
-        """(client address, front door) of every Socket.IO request logged so far, in the
-        order they ended (a WebSocket is logged when it closes)."""
+    def routes(self, prefix: str = "/socket.io/") -> list[tuple[str, str]]:
+        """(client address, front door) of every request under `prefix` logged so far, in
+        the order they ended (a WebSocket is logged when it closes)."""
         rows = []
         log = self.dir / "access.log"
         for line in log.read_text().splitlines() if log.exists() else []:
             client, upstream, _, uri = line.split("|", 3)
-            if uri.startswith("/socket.io/"):
+            if uri.startswith(prefix):
                 # After a failed try nginx logs every front door it tried: the last answered.
                 rows.append((client, upstream.split(", ")[-1]))
         return rows
+
+    def front_of(self, source: str) -> str:
+        """The front door the balancer sends `source`'s requests to (one GET /healthz)."""
+        conn = http.client.HTTPConnection(self.address, self.port, 2, (source, 0))
+        try:
+            conn.request("GET", f"/healthz?probe={source}")
+            assert conn.getresponse().status == 200
+        finally:
+            conn.close()
+        deadline = time.monotonic() + 5
+        while True:  # nginx writes the line once the response is sent
+            fronts = [f for c, f in self.routes(f"/healthz?probe={source}") if c == source]
+            if fronts:
+                return fronts[-1]
+            assert time.monotonic() < deadline, f"no log line for {source}"
+            time.sleep(0.02)
 
 
 @contextlib.contextmanager

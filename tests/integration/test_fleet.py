@@ -34,8 +34,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.redis_cluster]
 
 HOSTS = 3
 WORKERS_PER_HOST = 2
-# One source address per client: the balancer keeps an address on one host.
-CLIENTS = 9
+# One source address per client: the balancer keeps an address on one host. Of the bridge's
+# client addresses the test takes, for each host, the first ones the balancer sends there.
+CLIENTS_PER_HOST = 3
+CLIENT_ADDRESSES = 30
 # Its own ports, so that it can run beside test_redis_cluster.py (7101-7106).
 CLUSTER_PORT = int(os.environ.get("CHATD_TEST_FLEET_CLUSTER_PORT", "7201"))
 PRESENCE_TTL_SECS = 3
@@ -100,7 +102,7 @@ def the_fleet(tmp_path: Path) -> Iterator[Fleet]:
     run = uuid.uuid4().hex[:10]
     password = secrets.token_hex(16)
     with contextlib.ExitStack() as stack:
-        net = stack.enter_context(fleet.network(CLIENTS))
+        net = stack.enter_context(fleet.network(CLIENT_ADDRESSES))
         cluster = stack.enter_context(
             redis_cluster(tmp_path / "redis", CLUSTER_PORT, net.address, password)
         )
@@ -244,7 +246,12 @@ async def test_clients_spread_over_hosts_chat_and_recover_when_a_host_stops(the_
     f = the_fleet
     run = uuid.uuid4().hex[:6]
     rooms = [f"lobby-{run}", f"ops-{run}"]
-    members = [Member(f"u{n}", f.net.client_address(n), rooms) for n in range(1, CLIENTS + 1)]
+    sources: dict[str, list[str]] = {h.front: [] for h in f.hosts}
+    for n in range(1, CLIENT_ADDRESSES + 1):
+        source = f.net.client_address(n)
+        sources[await asyncio.to_thread(f.balancer.front_of, source)].append(source)
+    picked = [a for addresses in sources.values() for a in addresses[:CLIENTS_PER_HOST]]
+    members = [Member(f"u{n}", a, rooms) for n, a in enumerate(picked, 1)]
     talkers = [Talker(m, room) for m in members for room in rooms]
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
