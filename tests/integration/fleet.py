@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import ROOT, http_get
+from tests.integration.netns import free_subnet, ip
 
 FRONT_PORT = 3000
 # A front door that refused a connection is skipped this long for new sessions; then it is
@@ -30,22 +31,6 @@ BALANCER_FAIL_TIMEOUT_SECS = 5
 PROJECT_ENTRIES = (".venv", "chatd", "config", "scripts", "static", "supervisord.conf")
 START_TIMEOUT_SECS = 120
 STOP_TIMEOUT_SECS = 30
-
-
-def ip(*args: str, netns: str | None = None) -> None:
-    prefix = ["ip", "netns", "exec", netns] if netns else []
-    subprocess.run([*prefix, "ip", *args], check=True, capture_output=True, timeout=10)
-
-
-def free_subnet() -> ipaddress.IPv4Network:
-    """10.77.0.0/24 unless an interface of this machine is on it, then a free 10.77.x.0/24."""
-    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True)
-    used = {ipaddress.ip_interface(f.split()[3]).network for f in out.stdout.splitlines()}
-    for third in range(255):
-        net = ipaddress.IPv4Network(f"10.77.{third}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return net
-    raise RuntimeError("no free 10.77.x.0/24")
 
 
 @dataclass(frozen=True)
@@ -71,7 +56,8 @@ class Network:
 @contextlib.contextmanager
 def network(clients: int) -> Iterator[Network]:
     tag = uuid.uuid4().hex[:6]
-    made = Network(f"chfb{tag}", free_subnet(), tag)
+    # 10.77.0.0/24 unless an interface of this machine is on it.
+    made = Network(f"chfb{tag}", free_subnet("10.77"), tag)
     try:
         ip("link", "add", made.bridge, "type", "bridge")
         ip("addr", "add", f"{made.address}/24", "dev", made.bridge)
@@ -240,12 +226,16 @@ def ferretdb(address: str, port: int, base: Path) -> Iterator[str]:
         wait_tcp(address, port, 30, proc)
         yield f"mongodb://{address}:{port}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end(proc, signal.SIGTERM)
+
+
+def end(proc: subprocess.Popen[bytes], sig: int, timeout: float = 10) -> None:
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wait_tcp(address: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -378,9 +368,4 @@ def balancer(address: str, port: int, fronts: list[str], base: Path) -> Iterator
             time.sleep(0.1)
         yield made
     finally:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end(proc, signal.SIGQUIT)  # nginx: graceful

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI, ROOT, Services, Worker, free_port
+from tests.integration.netns import free_subnet, ip
 from tests.integration.test_hostile import metric, timed_out
 
 pytestmark = pytest.mark.cluster
@@ -49,22 +49,6 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-def ip(*args: str, netns: str | None = None) -> None:
-    prefix = ["ip", "netns", "exec", netns] if netns else []
-    subprocess.run([*prefix, "ip", *args], check=True, capture_output=True, timeout=10)
-
-
-def free_subnet() -> ipaddress.IPv4Network:
-    """A /24 of 10.200.0.0/16 no interface of this machine is on."""
-    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True)
-    used = {ipaddress.ip_interface(f.split()[3]).network for f in out.stdout.splitlines()}
-    for third in range(1 + os.getpid() % 200, 255):
-        net = ipaddress.ip_network(f"10.200.{third}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return net
-    raise RuntimeError("no free 10.200.x.0/24")
-
-
 @dataclass(frozen=True)
 class Link:
     netns: str
@@ -86,7 +70,7 @@ def link() -> Iterator[Link]:
         pytest.skip(message)
     tag = uuid.uuid4().hex[:6]
     netns, host_dev, peer_dev = f"chatd-{tag}", f"cho{tag}h", f"cho{tag}n"
-    net = free_subnet()
+    net = free_subnet("10.200", 1 + os.getpid() % 200)
     host_address, peer_address = str(net[1]), str(net[2])
     try:
         ip("netns", "add", netns)
