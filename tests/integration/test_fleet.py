@@ -4,7 +4,7 @@ Socket.IO clients spread over the hosts chat with messages and presence across t
 is stopped while they send, its clients reconnect through the balancer to the others, re-join
 with `since`, and no acked message is missing anywhere.
 
-See docs/design.md, "Deploy on many machines". Needs root and iproute2 (`ip`)."""
+See docs/deploy.md, "What was tested". Needs root and iproute2 (`ip`)."""
 
 from __future__ import annotations
 
