@@ -140,6 +140,13 @@ class FerretStore(MongoStore):
         self._trouble_at = -SETTLE_SECS  # when Redis last failed this worker (monotonic)
         self._room_doc_written: dict[str, float] = {}
         self._epoch: bytes | None = None
+        # Archive writes wait while a batch of messages is being stored: SQLite takes one
+        # writer, and a writer refused the lock sleeps in growing steps (up to 100 ms) before
+        # it tries again, so a batch competing with a run of archive copies from its own worker
+        # waited hundreds of milliseconds. The batch itself never waits for the archive.
+        self._appending = 0
+        self._no_batch = asyncio.Event()
+        self._no_batch.set()
         self.watch = watch
         self._on_wedged = on_wedged
         self._watcher: asyncio.Task[None] | None = None
@@ -261,7 +268,14 @@ class FerretStore(MongoStore):
         await super().note_activity(room, seq, at)
 
     async def append(self, batch: list[NewMessage]) -> list[Appended]:
-        answers = await super().append(batch)
+        self._appending += 1
+        self._no_batch.clear()
+        try:
+            answers = await super().append(batch)
+        finally:
+            self._appending -= 1
+            if not self._appending:
+                self._no_batch.set()
         stored = [m for m, a in zip(batch, answers, strict=True) if a.outcome is Outcome.STORED]
         now = time.monotonic()
         for m in stored:
@@ -394,6 +408,7 @@ class FerretStore(MongoStore):
         for (room, block), docs in by_block.items():
             collection = await self._block(room, block)
             try:
+                await self._no_batch.wait()
                 await collection.insert_many(docs, ordered=False)
             except BulkWriteError as exc:  # copied before by a worker that then stopped
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
@@ -404,6 +419,7 @@ class FerretStore(MongoStore):
         name = legacy.block_collection(room, block)
         collection = self.db.get_collection(name, write_concern=self.messages.write_concern)
         if name not in self._indexed:
+            await self._no_batch.wait()
             await collection.create_index([("seq", ASCENDING)], name="seq")
             self._indexed.add(name)
         return collection
