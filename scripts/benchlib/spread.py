@@ -80,9 +80,34 @@ def fleet(args: argparse.Namespace) -> Result:
                 rows.append(_one_size(args, net, size, base / f"size{size}", env, services))
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    summary = [_summary(row) for row in rows]
     _print(rows)
+    head = headline(summary)
+    print(head["text"], flush=True)
     bad = any(row["phase"]["problems"] for row in rows)
-    return {"sizes": rows, "summary": [_summary(row) for row in rows]}, int(bad)
+    return {"sizes": rows, "summary": summary, "headline": head}, int(bad)
+
+
+def headline(summary: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each worker's bus traffic at every size against the smallest fleet's (1.0: each worker
+    hears only its own rooms; N: it hears the whole fleet's), and the fleet's total."""
+    first = summary[0]
+    ratio = {
+        key: [s[key]["mean"] / first[key]["mean"] if first[key]["mean"] else None for s in summary]
+        for key in ("bus_messages_per_s_per_worker", "bus_bytes_per_s_per_worker")
+    }
+    sizes = "/".join(str(s["hosts"]) for s in summary)
+    per_worker = " / ".join(f"{s['bus_messages_per_s_per_worker']['mean']:.1f}" for s in summary)
+    total = " / ".join(f"{s['bus_messages_per_s_fleet']:.1f}" for s in summary)
+    delivered = " / ".join(f"{s['deliveries_per_s']:.0f}" for s in summary)
+    factors = " / ".join(
+        "-" if r is None else f"x{r:.2f}" for r in ratio["bus_bytes_per_s_per_worker"]
+    )
+    text = (
+        f"{sizes} hosts: bus msg/s per worker {per_worker} (bytes {factors} of the first), "
+        f"all workers {total}; deliveries/s {delivered}"
+    )
+    return {"per_worker_vs_first": ratio, "text": text}
 
 
 def _host_env(
