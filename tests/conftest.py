@@ -24,6 +24,9 @@ import socketio
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parent.parent
+# The fleet's machinery (network namespaces, hosts, a Redis Cluster) lives in the load
+# generator's package, scripts/benchlib, which `scripts/bench fleet` shares with the tests.
+sys.path.insert(0, str(ROOT / "scripts"))
 REDIS_URL = os.environ.get("CHATD_REDIS_URL", "redis://127.0.0.1:6379/0")
 MONGO_URL = os.environ.get("CHATD_MONGO_URL", "mongodb://127.0.0.1:27017/")
 IN_CI = os.environ.get("CI", "").lower() == "true"

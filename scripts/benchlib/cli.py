@@ -15,7 +15,8 @@ Load generator for chatd. It speaks Engine.IO v4 / Socket.IO v5 over WebSocket i
 measures send -> delivery latency at every member, loss, duplicates and order by room seq,
 acked sends, and the CPU of the worker processes and of itself per delivery.
 
-Loopback targets only. Every run is bounded in time and stops by itself.
+Loopback targets only (and the hosts `fleet` builds on a bridge of its own). Every run is
+bounded in time and stops by itself.
 
 Start the workers with the per-connection message limit raised, or the benchmark measures
 the rate limiter (default burst 20, 120/min; rate_limited acks are reported as errors):
@@ -42,6 +43,10 @@ scenarios (each one command; defaults in `scripts/bench SCENARIO --help`):
            half the lowest top fan-out rate in the README), 10 % of clients reconnecting
            every minute (--reconnect, --duration); every minute each worker's RSS, fds and
            /healthz p99 (event-loop lag) and their drift: "flat within 5 %" or not
+  fleet    builds 1, then 2, then 3 hosts (network namespaces, each running scripts/start;
+           needs root) on one Redis Cluster and one FerretDB; the same load per host (200
+           clients in 4 rooms of its own, 4 senders at 5 msg/s), then each worker's messages
+           and bytes from Redis (chatd_bus_received_*) over the window; --target is unused
 """
 
 DEFAULT_TARGET = "http://127.0.0.1:3001,http://127.0.0.1:3002"
@@ -60,10 +65,12 @@ SCENARIO_DEFAULTS: dict[str, dict[str, object]] = {
     "soak": dict(
         clients=1000, rooms=10, senders=10, rate=8450.0, duration=60.0, warmup=5.0, pause=0.0
     ),
+    "fleet": dict(clients=200, rooms=4, senders=4, rate=5.0, duration=12.0, warmup=3.0),
 }
 SOAK_MAX_MINUTES = 24 * 60
 MAX_CLIENTS = 20_000
 MAX_DURATION_SECS = 600.0
+MAX_FLEET_HOSTS = 5
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
@@ -247,6 +254,20 @@ def _parser() -> argparse.ArgumentParser:
                 default=False,
                 help="with --spawn, connect through a front door instead of to the workers",
             )
+        if name == "fleet":
+            p.add_argument(
+                "--hosts", default="1,2,3", help="fleet sizes, one after the other (default 1,2,3)"
+            )
+            p.add_argument(
+                "--workers-per-host", type=int, default=2, help="CHATD_WORKERS of each host"
+            )
+            p.add_argument(
+                "--cluster-port",
+                type=int,
+                default=7401,
+                help="first of the Redis Cluster's six ports, on the bridge's address (default "
+                "7401; the tests use 7101 and 7201)",
+            )
         if name == "scaling":
             p.add_argument("--target-1", help="one worker's URL (default: spawn one)")
             p.add_argument("--target-2", help="two workers' URLs (default: spawn two)")
@@ -263,6 +284,14 @@ def _check(args: argparse.Namespace) -> None:
     counts = [int(c) for c in args.counts.split(",")] if args.scenario == "idle" else []
     if max([args.clients, *counts]) > MAX_CLIENTS:
         raise TargetError(f"at most {MAX_CLIENTS} clients")
+    if args.scenario == "fleet":
+        sizes = [int(n) for n in args.hosts.split(",")]
+        if not sizes or not all(1 <= n <= MAX_FLEET_HOSTS for n in sizes):
+            raise TargetError(f"--hosts: sizes of 1..{MAX_FLEET_HOSTS}")
+        if not 1 <= args.workers_per_host <= 4:
+            raise TargetError("--workers-per-host must be 1..4")
+        if max(sizes) * args.clients > MAX_CLIENTS:
+            raise TargetError(f"at most {MAX_CLIENTS} clients over the largest fleet")
     if args.scenario == "soak":
         if not 0 < args.minutes <= SOAK_MAX_MINUTES:
             raise TargetError(f"--minutes must be 0..{SOAK_MAX_MINUTES}")

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -156,7 +157,10 @@ class Fleet:
         server_pids: list[int],
         service_pids: list[int],
         reconnect_fraction: float = 0.0,
+        probe: Callable[[], Any] | None = None,
     ) -> dict[str, Any]:
+        """One phase. `probe`, if given, is called at the start and at the end of the measured
+        window, beside the CPU samples; its two results are kept as "probes"."""
         start_ns = time.time_ns() + int(START_DELAY_SECS * 1e9)
         spec = PhaseSpec(
             name, rate, start_ns, warmup, duration, ack_timeout, drain, reconnect_fraction
@@ -165,7 +169,7 @@ class Fleet:
         self.broadcast("phase", spec)
         label = f"[{name} {rate:g} msg/s/sender]"
         # Sample CPU of the server, its services and this generator over the same window.
-        samples = []
+        samples, probes = [], []
         for at_ns in (spec.window_start_ns, spec.window_end_ns):
             while time.time_ns() < at_ns:
                 if time.monotonic() > self.deadline:
@@ -179,6 +183,8 @@ class Fleet:
                     procfs.sum_cpu([os.getpid()]),
                 )
             )
+            if probe is not None:
+                probes.append(probe())
         acked = self._collect("acked", duration + ack_timeout + 30, label)
         expected: dict[str, list[int]] = {}
         for per_proc in acked:
@@ -195,6 +201,8 @@ class Fleet:
         merged["services_cpu_secs"] = samples[1][1] - samples[0][1]
         merged["gen_cpu_secs"] += samples[1][2] - samples[0][2]
         merged["server_rss_kb"] = procfs.sum_rss_kb(server_pids)
+        if probe is not None:
+            merged["probes"] = probes
         merged["_acked_max"] = {room: max(seqs) for room, seqs in expected.items() if seqs}
         return merged
 

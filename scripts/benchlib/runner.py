@@ -97,6 +97,7 @@ def run_phase(
     pids: list[int],
     services: list[int],
     reconnect_fraction: float = 0.0,
+    probe: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     phase = fl.run_phase(
         name,
@@ -108,6 +109,7 @@ def run_phase(
         pids,
         services,
         reconnect_fraction,
+        probe,
     )
     report.derive(phase, *offered(specs, rate))
     return phase

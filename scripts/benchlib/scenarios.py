@@ -16,6 +16,7 @@ from urllib.parse import quote, urlparse
 from benchlib import cluster, procfs, report, runner, stats
 from benchlib.bigroom import bigroom
 from benchlib.guard import parse_targets
+from benchlib.spread import fleet
 
 Result = tuple[dict[str, Any], int]
 
@@ -585,4 +586,5 @@ SCENARIOS = {
     "bigroom": bigroom,
     "storm": storm,
     "soak": soak,
+    "fleet": fleet,
 }

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchlib import spread
 
 from tests.conftest import ROOT, Worker
+from tests.integration.test_fleet import CLUSTER_PORT, namespaces_work, needs
 
 BENCH = ROOT / "scripts" / "bench"
 # The per-connection message limit (default burst 20, 120/min) is raised as the bench's
@@ -137,3 +139,36 @@ def test_bench_soak_reconnects_samples_every_worker_and_reports_drift(
     drift = summary["drift"]["all workers rss_kb"]
     assert drift["samples"] == 3 and isinstance(drift["first_to_last_pct"], float)
     assert "flat within 5 %" in result.stdout or "NOT flat" in result.stdout
+
+
+@pytest.mark.bench
+@pytest.mark.cluster
+@pytest.mark.redis_cluster
+def test_bench_fleet_each_worker_hears_only_its_own_hosts_rooms(tmp_path: Path) -> None:
+    lacking = spread.missing()
+    needs(not lacking, f"scripts/bench fleet needs {', '.join(lacking)}")
+    needs(namespaces_work(), "network namespaces are not available (`ip netns add` failed)")
+    out = tmp_path / "fleet.json"
+    rate = 5.0
+
+    result = run_bench(
+        "fleet", "--hosts", "1,2", "--clients", "20", "--rooms", "2", "--senders", "2",
+        "--rate", str(rate), "--duration", "3", "--warmup", "1", "--procs", "1",
+        "--cluster-port", str(CLUSTER_PORT), "--json", str(out),
+        timeout=120,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert [s["hosts"] for s in report["summary"]] == [1, 2]
+    for size in report["summary"]:
+        assert size["lost"] == 0 and size["errors"] == 0 and size["expected"] > 0
+        assert size["duplicates"] == 0 and size["out_of_order"] == 0
+    for size in report["sizes"]:
+        assert len(size["bus"]) == 2 * size["hosts"]
+        for bus in size["bus"].values():
+            # Its host's rooms only (one sender each): another host's rooms would add theirs.
+            assert 1 <= bus["rooms_followed"] <= 2
+            assert 0 < bus["messages_per_s"] <= 1.25 * rate * bus["rooms_followed"]
+            assert bus["bytes"] > 0
+    assert report["headline"]["per_worker_vs_first"]["bus_messages_per_s_per_worker"][0] == 1.0

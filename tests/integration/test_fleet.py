@@ -25,9 +25,9 @@ from typing import Any
 import aiohttp
 import pytest
 import socketio
+from benchlib import hosts as fleet
 
 from tests.conftest import IN_CI, ROOT, free_port
-from tests.integration import fleet
 from tests.integration.cluster import redis_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.redis_cluster]

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from benchlib.netns import free_subnet, ip
 
 from tests.conftest import IN_CI, ROOT, Services, Worker, free_port
-from tests.integration.netns import free_subnet, ip
 from tests.integration.test_hostile import metric, timed_out
 
 pytestmark = pytest.mark.cluster

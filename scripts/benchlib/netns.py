@@ -1,5 +1,6 @@
-"""Network namespaces for tests, made with iproute2 (`ip`): running `ip` in one, and finding a
-private subnet no interface of this machine is on. Needs root."""
+"""Network namespaces for the fleet (`scripts/bench fleet`, tests), made with iproute2 (`ip`):
+running `ip` in one, and finding a private subnet no interface of this machine is on. Needs
+root."""
 
 from __future__ import annotations
 

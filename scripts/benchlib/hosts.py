@@ -1,6 +1,7 @@
 """A fleet on one machine: "hosts" made with Linux network namespaces on one bridge, each a
 copy of the project running scripts/start (its own supervisord, workers and front door), and
-an nginx balancer in front of their front doors. Needs root and iproute2 (`ip`).
+an nginx balancer in front of their front doors. Needs root and iproute2 (`ip`). Used by
+`scripts/bench fleet` and by tests/integration/test_fleet.py.
 
 Everything here is started by a context manager that stops it, also when a test fails:
 processes first, then namespaces, then the bridge.
@@ -15,13 +16,14 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ROOT, http_get
-from tests.integration.netns import free_subnet, ip
+from benchlib.cluster import ROOT
+from benchlib.netns import free_subnet, ip
 
 FRONT_PORT = 3000
 # A front door that refused a connection is skipped this long for new sessions; then it is
@@ -252,6 +254,15 @@ def wait_tcp(address: str, port: int, timeout: float, proc: subprocess.Popen[byt
         time.sleep(0.1)
 
 
+def healthy(url: str) -> bool:
+    """`url`/healthz answers 200 within a second."""
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
 BALANCER_CONF = """\
 worker_processes 1;
 daemon off;
@@ -360,9 +371,8 @@ def balancer(address: str, port: int, fronts: list[str], base: Path) -> Iterator
     try:
         deadline = time.monotonic() + 10
         while True:
-            with contextlib.suppress(OSError):
-                if http_get(made.url + "/healthz", timeout=1)[0] == 200:
-                    break
+            if healthy(made.url):
+                break
             assert proc.poll() is None, (directory / "error.log").read_text()
             assert time.monotonic() < deadline, "balancer did not answer /healthz"
             time.sleep(0.1)
