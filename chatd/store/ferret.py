@@ -145,6 +145,7 @@ class FerretStore(MongoStore):
         # it tries again, so a batch competing with a run of archive copies from its own worker
         # waited hundreds of milliseconds. The batch itself never waits for the archive.
         self._appending = 0
+        self._loading: dict[str, asyncio.Task[int | None]] = {}
         self._no_batch = asyncio.Event()
         self._no_batch.set()
         self.watch = watch
@@ -234,10 +235,11 @@ class FerretStore(MongoStore):
 
     # ---- writes --------------------------------------------------------------------------
 
-    async def open_room(self, name: str, owner: str = "") -> bool:
-        created = await super().open_room(name, owner)
+    async def _insert_room(self, name: str, owner: str) -> bool:
+        """A new room is complete in its (empty) tail from the first seq: warmed before the
+        joins that wait for its creation go on to read it, or each would load a cold tail."""
+        created = await super()._insert_room(name, owner)
         if created:
-            # A new room is complete in its (empty) tail from the first seq.
             await self._redis(self.tail.warm(name, [], 0))
             await self._redis(self.room_list.created(Room(name, utc_now(), None, 0)))
         return created
@@ -505,6 +507,20 @@ class FerretStore(MongoStore):
             return None
         if floor is not None:
             return int(floor)
+        # One load per cold tail, however many reads find it cold at once (a storm of joins).
+        loading = self._loading.get(room)
+        if loading is None:
+            loading = asyncio.get_running_loop().create_task(self._load_cold(room))
+            self._loading[room] = loading
+            loading.add_done_callback(lambda t: self._loaded(room, t))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, room: str, task: asyncio.Task[int | None]) -> None:
+        self._loading.pop(room, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: its readers may all have gone
+
+    async def _load_cold(self, room: str) -> int | None:
         since_lost = await self._redis(self.tail.all(room))
         if since_lost is AWAY:
             return None
@@ -638,13 +654,18 @@ class FerretStore(MongoStore):
         return await super().find_by_client_key(room, client_key)
 
     async def max_seq(self, room: str) -> int:
-        """From a warm tail when it has any message; else the archive and this worker's
-        unarchived messages (all a worker can know without scanning `messages`)."""
+        """From a warm tail when it has any message, or when it is warm and empty from the
+        first seq (a room without messages: the joins of a storm into new rooms all ask);
+        else the archive and this worker's unarchived messages (all a worker can know without
+        scanning `messages`)."""
         floor = await self._redis(self.tail.floor(room))
         tail_top = await self._redis(self.tail.newest_seq(room))
         tail_top = 0 if tail_top is AWAY else int(tail_top)
-        if floor is not AWAY and floor is not None and tail_top:
-            return tail_top
+        mine: int = max(self._mine.get(room, {}), default=0)
+        if floor is not AWAY and floor is not None:
+            if tail_top:
+                return int(tail_top)
+            if int(floor) <= 1:
+                return mine
         newest = await self._archive_older(room, None, 1)
-        mine = max(self._mine.get(room, {}), default=0)
-        return max(tail_top, newest[-1].seq if newest else 0, mine)
+        return int(max(tail_top, newest[-1].seq if newest else 0, mine))

@@ -19,6 +19,8 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
 
+# Connections kept open to FerretDB (ferret_client).
+MIN_POOL = 16
 # What FerretDB says when SQLite refuses a statement on a connection whose transaction is
 # stuck (or while another connection holds the write lock for longer than its busy timeout).
 LOCKED = re.compile(r"database is locked \((5|517)\)|interrupted \(9\)")
@@ -81,6 +83,10 @@ def ferret_client(
         connectTimeoutMS=ms,
         serverSelectionTimeoutMS=ms,
         waitQueueTimeoutMS=ms,
+        # Kept open from the start: pymongo opens at most two connections at a time, and in a
+        # storm of joins into new rooms, each needing an insert, the rest waited past the
+        # timeout for one to be made.
+        minPoolSize=MIN_POOL,
         appname="chatd",
         event_listeners=[watch],
     )
