@@ -4,6 +4,7 @@ exactly, however warm or cold the FerretDB layout's tail is."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from bson import ObjectId
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from chatd.models import utc_now
 from chatd.store.amendments import Amendments
@@ -205,3 +206,57 @@ async def test_edits_and_deletions_apply_in_any_order_and_survive_redis_forgetti
     await check()
     await forget_redis(store)
     await check()
+
+
+class Commands(monitoring.CommandListener):
+    """The commands a client sent, by name and collection."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append((event.command_name, str(event.command.get(event.command_name, ""))))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_storm_of_joins_into_a_new_room_reads_nothing_but_its_creation(
+    services: Services, room: str
+):
+    # The FerretDB layout: every join opens the room, reads its history and its newest seq.
+    # Only the room's creation may reach the database: the rest is the (empty) warm tail.
+    commands = Commands()
+    prefix = f"{services.redis_prefix}s{uuid.uuid4().hex[:6]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        services.mongo_url, tz_aware=True, event_listeners=[commands]
+    )
+    db = client[f"{services.mongo_db}_s_{uuid.uuid4().hex[:6]}"]
+    redis = aioredis.Redis.from_url(services.redis_url)
+    store = FerretStore(
+        db,
+        Tail(redis, prefix, keep=100, ttl_secs=600),
+        RoomList(redis, prefix),
+        Amendments(redis, prefix, db["amendments"]),
+    )
+    try:
+        await store.prepare()
+        commands.sent.clear()
+
+        async def join() -> tuple[int, int]:
+            await store.open_room(room)
+            history, _ = await store.read_before(room, None, 50)
+            return len(history), await store.max_seq(room)
+
+        assert await asyncio.gather(*(join() for _ in range(50))) == [(0, 0)] * 50
+        assert commands.sent == [("insert", "rooms")]
+    finally:
+        await store.close()
+        async for key in redis.scan_iter(f"{prefix}:*"):
+            await redis.delete(key)
+        await redis.aclose()
+        await client.drop_database(db.name)
+        await client.close()
