@@ -9,7 +9,6 @@ notice (`Control`), and checks the keys when a connection joins.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from redis.exceptions import RedisError
 from chatd.errors import Forbidden, Unavailable
 from chatd.identity import Identity
 from chatd.redis_conn import RedisClient
+from chatd.shared_run import SharedRuns
 from chatd.store.base import Owners, Store
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class Moderation:
         self._redis = redis
         self._prefix = prefix
         self._cache: dict[str, tuple[float, Owners]] = {}
-        self._reading: dict[str, asyncio.Task[Owners]] = {}
+        self._reading: SharedRuns[str, Owners] = SharedRuns()
         # Bumped by every forget: a read that started before a change is read again.
         self._generation = 0
 
@@ -88,12 +88,7 @@ class Moderation:
             return cached[1]
         # One read per room at a time: a storm of joins into a room finds the cache empty
         # together, and on FerretDB each read scans `rooms`.
-        reading = self._reading.get(room)
-        if reading is None:
-            reading = asyncio.get_running_loop().create_task(self._read(room))
-            self._reading[room] = reading
-            reading.add_done_callback(lambda _: self._reading.pop(room, None))
-        return await asyncio.shield(reading)
+        return await self._reading.run(room, lambda: self._read(room))
 
     async def _read(self, room: str) -> Owners:
         now = time.monotonic()

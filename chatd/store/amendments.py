@@ -11,7 +11,6 @@ ends in the same state: a deletion is final, an edit counts only over an older o
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -24,6 +23,7 @@ from redis.exceptions import RedisError
 
 from chatd.models import DELETE, EDIT, MESSAGE, Message, iso_millis, parse_iso
 from chatd.redis_conn import RedisClient
+from chatd.shared_run import SharedRuns
 from chatd.store.base import mongo_errors
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class Amendments:
         self._collection = collection
         self._amend = redis.register_script(_AMEND)
         self._load = redis.register_script(_LOAD)
-        self._filling: dict[str, asyncio.Task[None]] = {}
+        self._filling: SharedRuns[str, None] = SharedRuns()
 
     def _key(self, room: str) -> str:
         return f"{self._prefix}:amended:{{{room}}}"
@@ -170,12 +170,7 @@ class Amendments:
 
     async def _fill_once(self, room: str) -> None:
         """One fill per room at a time: the joins of a storm all find the hash unloaded."""
-        filling = self._filling.get(room)
-        if filling is None:
-            filling = asyncio.get_running_loop().create_task(self._fill(room))
-            self._filling[room] = filling
-            filling.add_done_callback(lambda _: self._filling.pop(room, None))
-        await asyncio.shield(filling)
+        await self._filling.run(room, lambda: self._fill(room))
 
     async def _fill(self, room: str) -> None:
         args: list[Any] = []

@@ -39,6 +39,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatd.models import DELETE, EDIT, MESSAGE, Message, Room, utc_now
+from chatd.shared_run import SharedRuns
 from chatd.store import legacy
 from chatd.store.amendments import Amendments
 from chatd.store.base import Appended, NewMessage, Outcome, mongo_errors
@@ -127,7 +128,8 @@ class FerretStore(MongoStore):
         self._owner = f"{os.getpid()}-{ObjectId()}"
         self._archiver: asyncio.Task[None] | None = None
         self._blocks: dict[str, int] = {}  # room -> its highest archive block known to exist
-        self._listing: asyncio.Task[list[str]] | None = None
+        self._listing: SharedRuns[None, list[str]] = SharedRuns()
+        self._loading: SharedRuns[str, int | None] = SharedRuns()  # cold tails, by room
         self._indexed: set[str] = set()
         # What this worker stored and has not archived yet, by room and seq. The archive is
         # written from here; Redis's copy (`unarchived`) is for workers that stop first.
@@ -145,7 +147,6 @@ class FerretStore(MongoStore):
         # it tries again, so a batch competing with a run of archive copies from its own worker
         # waited hundreds of milliseconds. The batch itself never waits for the archive.
         self._appending = 0
-        self._loading: dict[str, asyncio.Task[int | None]] = {}
         self._no_batch = asyncio.Event()
         self._no_batch.set()
         self.watch = watch
@@ -443,10 +444,7 @@ class FerretStore(MongoStore):
     async def _collection_names(self) -> list[str]:
         """One listing at a time, shared by every room that asks meanwhile: the joins of a
         storm into rooms this worker has not read yet all ask at once."""
-        if self._listing is None:
-            self._listing = asyncio.get_running_loop().create_task(self._list_collections())
-            self._listing.add_done_callback(lambda _: setattr(self, "_listing", None))
-        return await asyncio.shield(self._listing)
+        return await self._listing.run(None, self._list_collections)
 
     async def _list_collections(self) -> list[str]:
         async with mongo_errors("list archive"):
@@ -508,17 +506,7 @@ class FerretStore(MongoStore):
         if floor is not None:
             return int(floor)
         # One load per cold tail, however many reads find it cold at once (a storm of joins).
-        loading = self._loading.get(room)
-        if loading is None:
-            loading = asyncio.get_running_loop().create_task(self._load_cold(room))
-            self._loading[room] = loading
-            loading.add_done_callback(lambda t: self._loaded(room, t))
-        return await asyncio.shield(loading)
-
-    def _loaded(self, room: str, task: asyncio.Task[int | None]) -> None:
-        self._loading.pop(room, None)
-        if not task.cancelled():
-            task.exception()  # retrieved: its readers may all have gone
+        return await self._loading.run(room, lambda: self._load_cold(room))
 
     async def _load_cold(self, room: str) -> int | None:
         since_lost = await self._redis(self.tail.all(room))

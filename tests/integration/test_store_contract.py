@@ -5,6 +5,7 @@ exactly, however warm or cold the FerretDB layout's tail is."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -27,14 +28,19 @@ from tests.conftest import Services
 COUNT = 260
 
 
-@pytest.fixture(params=["single", "blocks"])
-async def store(request: Any, services: Services) -> AsyncIterator[Store]:
+@contextlib.asynccontextmanager
+async def made_store(
+    services: Services, layout: str, listeners: list[monitoring.CommandListener] | None = None
+) -> AsyncIterator[Store]:
+    """A prepared store of `layout` on a database and a Redis prefix of its own, removed after."""
     prefix = f"{services.redis_prefix}c{uuid.uuid4().hex[:6]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(services.mongo_url, tz_aware=True)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        services.mongo_url, tz_aware=True, event_listeners=listeners or []
+    )
     db = client[f"{services.mongo_db}_c_{uuid.uuid4().hex[:6]}"]
     redis = aioredis.Redis.from_url(services.redis_url)
     made: Store
-    if request.param == "single":
+    if layout == "single":
         made = MongoStore(db)
     else:
         made = FerretStore(
@@ -45,14 +51,22 @@ async def store(request: Any, services: Services) -> AsyncIterator[Store]:
         )
     made.prefix = prefix  # type: ignore[attr-defined]
     made.redis = redis  # type: ignore[attr-defined]
-    await made.prepare()
-    yield made
-    await made.close()
-    async for key in redis.scan_iter(f"{prefix}:*"):
-        await redis.delete(key)
-    await redis.aclose()
-    await client.drop_database(db.name)
-    await client.close()
+    try:
+        await made.prepare()
+        yield made
+    finally:
+        await made.close()
+        async for key in redis.scan_iter(f"{prefix}:*"):
+            await redis.delete(key)
+        await redis.aclose()
+        await client.drop_database(db.name)
+        await client.close()
+
+
+@pytest.fixture(params=["single", "blocks"])
+async def store(request: Any, services: Services) -> AsyncIterator[Store]:
+    async with made_store(services, request.param) as made:
+        yield made
 
 
 def message(room: str, seq: int, key: str | None = None) -> NewMessage:
@@ -230,20 +244,7 @@ async def test_a_storm_of_joins_into_a_new_room_reads_nothing_but_its_creation(
     # The FerretDB layout: every join opens the room, reads its history and its newest seq.
     # Only the room's creation may reach the database: the rest is the (empty) warm tail.
     commands = Commands()
-    prefix = f"{services.redis_prefix}s{uuid.uuid4().hex[:6]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        services.mongo_url, tz_aware=True, event_listeners=[commands]
-    )
-    db = client[f"{services.mongo_db}_s_{uuid.uuid4().hex[:6]}"]
-    redis = aioredis.Redis.from_url(services.redis_url)
-    store = FerretStore(
-        db,
-        Tail(redis, prefix, keep=100, ttl_secs=600),
-        RoomList(redis, prefix),
-        Amendments(redis, prefix, db["amendments"]),
-    )
-    try:
-        await store.prepare()
+    async with made_store(services, "blocks", [commands]) as store:
         commands.sent.clear()
 
         async def join() -> tuple[int, int]:
@@ -253,10 +254,3 @@ async def test_a_storm_of_joins_into_a_new_room_reads_nothing_but_its_creation(
 
         assert await asyncio.gather(*(join() for _ in range(50))) == [(0, 0)] * 50
         assert commands.sent == [("insert", "rooms")]
-    finally:
-        await store.close()
-        async for key in redis.scan_iter(f"{prefix}:*"):
-            await redis.delete(key)
-        await redis.aclose()
-        await client.drop_database(db.name)
-        await client.close()
